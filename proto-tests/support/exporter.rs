@@ -1,0 +1,306 @@
+//! Runs the real exporter binary as a child process for protocol tests: a
+//! clean environment, a port chosen by the kernel (read back from the log),
+//! every byte of stdout and stderr kept for assertions, killed on drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nvidia-license-server-exporter");
+
+pub struct Exporter {
+    child: Child,
+    pub addr: SocketAddr,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// A command with only the given environment (plus nothing inherited), so
+/// the developer's own NVIDIA_* or OTEL_* variables never leak into a test.
+pub fn command(env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs to completion: (status, stdout, stderr).
+pub fn run_to_end(env: &[(&str, &str)], args: &[&str]) -> (ExitStatus, String, String) {
+    let out = command(env, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run exporter");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pump(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+    notify: Option<std::sync::mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        if let Some(tx) = notify {
+            let mut reader = BufReader::new(from);
+            let mut line = Vec::new();
+            while reader
+                .read_until(b'\n', &mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {
+                into.lock().unwrap().extend_from_slice(&line);
+                let _ = tx.send(String::from_utf8_lossy(&line).into_owned());
+                line.clear();
+            }
+        } else {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        }
+    });
+}
+
+impl Exporter {
+    /// Starts the exporter against `base_url` with the test key and org and
+    /// `extra` settings, and waits (at most 10 s) until it listens.
+    pub fn start(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
+        let mut env: Vec<(&str, &str)> = vec![
+            ("NVIDIA_API_KEY", "test-key"),
+            ("NVIDIA_ORG_NAME", "lic-demo"),
+            ("NVIDIA_API_BASE_URL", base_url),
+            ("LISTEN_ADDRESS", "127.0.0.1:0"),
+        ];
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k, v));
+        }
+        Exporter::start_with(&env, &[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> Exporter {
+        let mut child = command(env, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exporter");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        pump(child.stdout.take().unwrap(), stdout.clone(), None);
+        pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "exporter did not start listening; stderr:\n{}",
+                        String::from_utf8_lossy(&stderr.lock().unwrap())
+                    );
+                }
+            };
+            if let Some(rest) = line.split("address=").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().trim_matches('"');
+                break addr.parse().expect("listen address in log");
+            }
+        };
+        Exporter {
+            child,
+            addr,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal and waits (at most 10 s) for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter did not exit after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        http(self.addr, "GET", path, &[]).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, 200);
+        r.text()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("utf-8 body")
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`), read
+/// to the end, within 30 s.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("read");
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("HTTP exchange within 30 s");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// The exposition without the lines whose values change on every run
+/// (durations, timestamps, process figures, build info): their values are
+/// replaced by `<v>` so the rest can be compared exactly.
+pub fn stable(exposition: &str) -> String {
+    const VOLATILE: [&str; 5] = [
+        "nvidia_cls_scrape_duration_seconds",
+        "nvidia_cls_scrape_timestamp_seconds",
+        "nvidia_cls_last_success_timestamp_seconds",
+        "nvidia_cls_exporter_build_info",
+        "process_",
+    ];
+    exposition
+        .lines()
+        .map(|line| {
+            if line.starts_with("nvidia_cls_exporter_build_info{") {
+                "nvidia_cls_exporter_build_info{<labels>} 1".to_owned()
+            } else if !line.starts_with('#') && VOLATILE.iter().any(|v| line.starts_with(v)) {
+                match line.rfind(' ') {
+                    Some(i) => format!("{} <v>", &line[..i]),
+                    None => line.to_owned(),
+                }
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The value of the one sample whose line starts with `prefix` (name and labels).
+pub fn value(exposition: &str, prefix: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The path of an external tool the tests use. Missing: the test is skipped
+/// with a message, except under CI (`CI` set), where .ci/run installs it and
+/// a missing tool is a failure.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing under CI: .ci/run must install it"
+        );
+        eprintln!(
+            "SKIPPED: {name} is not installed (apt-get install prometheus); .ci/run installs it"
+        );
+    }
+    found
+}

@@ -1,0 +1,3 @@
+#![allow(dead_code)]
+pub mod exporter;
+pub mod fake_cls;

@@ -1,0 +1,342 @@
+//! The published snapshot and its refresh: a fresh cache answers without
+//! calling CLS; a stale one starts one refresh that every concurrent caller
+//! shares (single-flight); a failed refresh keeps the previous snapshot and
+//! reports `up 0`.
+//!
+//! The refresh runs in its own task, bounded by SCRAPE_TIMEOUT, so a scrape
+//! that disconnects cannot cancel the refresh others wait for.
+
+use crate::metrics::exposition::Rendered;
+use crate::snapshot::Snapshot;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How much longer than SCRAPE_TIMEOUT a caller waits for a refresh: the
+/// refresh itself ends at SCRAPE_TIMEOUT, this covers building and rendering.
+const WAIT_MARGIN: Duration = Duration::from_secs(1);
+
+pub(crate) type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, String>> + Send>>;
+/// Fetches and builds a snapshot; given the refresh deadline.
+pub(crate) type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
+/// Renders the refresh part of the exposition for a new status.
+pub(crate) type RenderFn = Arc<dyn Fn(&Status) -> Rendered + Send + Sync>;
+
+/// What the latest refresh attempt left behind.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Status {
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub up: bool,
+    pub duration_seconds: f64,
+    /// Collection time of the served snapshot; with none, the time of the
+    /// latest failed attempt.
+    pub timestamp: f64,
+    pub last_success: Option<f64>,
+    pub successes: u64,
+    pub failures: u64,
+}
+
+/// Immutable once published; callers hold an `Arc` to it as long as they like.
+pub(crate) struct Published {
+    pub status: Status,
+    pub rendered: Rendered,
+    /// When the latest attempt ended; None before the first one.
+    attempted_at: Option<Instant>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Readers take the lock only to clone an `Arc`; the one writer (the
+    /// refresh task) swaps it. Never held across an await.
+    published: RwLock<Arc<Published>>,
+    /// The running refresh, if any: callers subscribe instead of starting
+    /// another one. A std mutex: held for a few instructions, never across
+    /// an await.
+    inflight: Mutex<Option<watch::Receiver<bool>>>,
+    refresh: RefreshFn,
+    render: RenderFn,
+    ttl: Duration,
+    timeout: Duration,
+}
+
+impl Cache {
+    pub(crate) fn new(
+        refresh: RefreshFn,
+        render: RenderFn,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Cache {
+        let status = Status::default();
+        let rendered = render(&status);
+        Cache {
+            inner: Arc::new(Inner {
+                published: RwLock::new(Arc::new(Published {
+                    status,
+                    rendered,
+                    attempted_at: None,
+                })),
+                inflight: Mutex::new(None),
+                refresh,
+                render,
+                ttl,
+                timeout,
+            }),
+        }
+    }
+
+    /// What is published now, without refreshing.
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> Arc<Published> {
+        self.inner.load()
+    }
+
+    /// The published snapshot, refreshed first when it is older than the TTL.
+    /// Failed attempts count too, so a failing API is asked once per TTL,
+    /// not once per scrape.
+    pub(crate) async fn get(&self) -> Arc<Published> {
+        let published = self.inner.load();
+        if let Some(at) = published.attempted_at {
+            if at.elapsed() < self.inner.ttl {
+                return published;
+            }
+        }
+        let mut done = self.join_or_start_refresh();
+        let wait = self.inner.timeout + WAIT_MARGIN;
+        // Whatever happens to the refresh, answer with what is published.
+        let _ = tokio::time::timeout(wait, done.wait_for(|finished| *finished)).await;
+        self.inner.load()
+    }
+
+    fn join_or_start_refresh(&self) -> watch::Receiver<bool> {
+        let mut inflight = match self.inner.inflight.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(rx) = inflight.as_ref() {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(false);
+        *inflight = Some(rx.clone());
+        tokio::spawn(self.inner.clone().run_refresh(tx));
+        rx
+    }
+}
+
+impl Inner {
+    fn load(&self) -> Arc<Published> {
+        match self.published.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    async fn run_refresh(self: Arc<Self>, done: watch::Sender<bool>) {
+        let started = Instant::now();
+        let started_wall = unix_now();
+        let deadline = started + self.timeout;
+        let result = match tokio::time::timeout_at(deadline, (self.refresh)(deadline)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "refresh did not finish within SCRAPE_TIMEOUT ({:.1}s)",
+                self.timeout.as_secs_f64()
+            )),
+        };
+        let duration_seconds = started.elapsed().as_secs_f64();
+        let previous = self.load();
+        let mut status = Status {
+            duration_seconds,
+            successes: previous.status.successes,
+            failures: previous.status.failures,
+            last_success: previous.status.last_success,
+            ..Status::default()
+        };
+        match result {
+            Ok(snapshot) => {
+                status.up = true;
+                status.timestamp = snapshot.collected_at;
+                status.snapshot = Some(Arc::new(snapshot));
+                status.successes += 1;
+                status.last_success = Some(unix_now());
+                tracing::debug!(duration_seconds, "refresh succeeded");
+            }
+            Err(error) => {
+                status.snapshot = previous.status.snapshot.clone();
+                status.timestamp = status
+                    .snapshot
+                    .as_ref()
+                    .map_or(started_wall, |s| s.collected_at);
+                status.failures += 1;
+                tracing::warn!(
+                    duration_seconds,
+                    stale = status.snapshot.is_some(),
+                    "refresh failed: {error}"
+                );
+            }
+        }
+        let rendered = (self.render)(&status);
+        let published = Arc::new(Published {
+            status,
+            rendered,
+            attempted_at: Some(Instant::now()),
+        });
+        match self.published.write() {
+            Ok(mut guard) => *guard = published,
+            Err(poisoned) => *poisoned.into_inner() = published,
+        }
+        match self.inflight.lock() {
+            Ok(mut guard) => *guard = None,
+            Err(poisoned) => *poisoned.into_inner() = None,
+        }
+        let _ = done.send(true);
+    }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Script {
+        calls: AtomicUsize,
+        /// Per call: (delay, succeed).
+        plan: Mutex<Vec<(Duration, bool)>>,
+    }
+
+    fn cache(plan: Vec<(Duration, bool)>, ttl: u64, timeout: u64) -> (Cache, Arc<Script>) {
+        let script = Arc::new(Script {
+            calls: AtomicUsize::new(0),
+            plan: Mutex::new(plan),
+        });
+        let s = script.clone();
+        let refresh: RefreshFn = Arc::new(move |_deadline| {
+            let s = s.clone();
+            Box::pin(async move {
+                let n = s.calls.fetch_add(1, Ordering::SeqCst);
+                let (delay, ok) = s
+                    .plan
+                    .lock()
+                    .unwrap()
+                    .get(n)
+                    .copied()
+                    .unwrap_or((Duration::ZERO, true));
+                tokio::time::sleep(delay).await;
+                if ok {
+                    Ok(Snapshot {
+                        collected_at: n as f64 + 1.0,
+                        ..Snapshot::default()
+                    })
+                } else {
+                    Err("boom".to_owned())
+                }
+            })
+        });
+        let render: RenderFn = Arc::new(|_| Rendered::new(&[], "o"));
+        (
+            Cache::new(
+                refresh,
+                render,
+                Duration::from_secs(ttl),
+                Duration::from_secs(timeout),
+            ),
+            script,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_scrapes_share_one_refresh() {
+        let (cache, script) = cache(vec![(Duration::from_millis(500), true)], 60, 20);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let c = cache.clone();
+            tasks.push(tokio::spawn(async move { c.get().await.status.up }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_cache_makes_no_call_and_ttl_expiry_refreshes() {
+        let (cache, script) = cache(vec![], 60, 20);
+        assert_eq!(cache.get().await.status.timestamp, 1.0);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(cache.get().await.status.timestamp, 1.0);
+        assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let p = cache.get().await;
+        assert_eq!(p.status.timestamp, 2.0);
+        assert_eq!(p.status.successes, 2);
+        assert_eq!(script.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_snapshot_kept_when_refresh_fails() {
+        let (cache, _) = cache(vec![(Duration::ZERO, true), (Duration::ZERO, false)], 10, 5);
+        let first = cache.get().await;
+        assert!(first.status.up);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let second = cache.get().await;
+        assert!(!second.status.up);
+        assert_eq!(second.status.timestamp, 1.0, "the previous snapshot's time");
+        assert!(Arc::ptr_eq(
+            second.status.snapshot.as_ref().unwrap(),
+            first.status.snapshot.as_ref().unwrap()
+        ));
+        assert_eq!((second.status.successes, second.status.failures), (1, 1));
+        assert!(second.status.last_success.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_without_snapshot_reports_down_with_no_data() {
+        let (cache, script) = cache(vec![(Duration::from_millis(300), false)], 10, 5);
+        let p = cache.get().await;
+        assert!(!p.status.up);
+        assert!(p.status.snapshot.is_none());
+        assert!(p.status.last_success.is_none());
+        assert!((p.status.duration_seconds - 0.3).abs() < 0.01);
+        // A failed attempt is cached for the TTL too.
+        cache.get().await;
+        assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_past_the_timeout_counts_as_failed() {
+        let (cache, _) = cache(vec![(Duration::from_secs(30), true)], 10, 5);
+        let started = Instant::now();
+        let p = cache.get().await;
+        assert!(!p.status.up);
+        assert_eq!(p.status.failures, 1);
+        assert!((p.status.duration_seconds - 5.0).abs() < 0.01);
+        assert!(started.elapsed() <= Duration::from_secs(6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_scrape_does_not_cancel_the_refresh() {
+        let (cache, script) = cache(vec![(Duration::from_secs(2), true)], 60, 20);
+        let c = cache.clone();
+        let scrape = tokio::spawn(async move { c.get().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        scrape.abort();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            cache.current().status.up,
+            "the refresh finished without its scrape"
+        );
+        assert!(cache.get().await.status.up);
+        assert_eq!(script.calls.load(Ordering::SeqCst), 1);
+    }
+}

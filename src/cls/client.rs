@@ -1,0 +1,918 @@
+//! HTTP client of the CLS API: auth headers, percent-encoded paths, paging,
+//! retries with backoff, body caps and timeouts, and the pipelined walk over
+//! an org (groups → servers → pools and leases).
+
+use super::error::{ClsError, Endpoint, ErrorKind};
+use super::model::{
+    InflatedClients, LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer,
+    LicenseServersPage, VirtualGroup, VirtualGroupsPage,
+};
+use super::stats::{ApiStats, PageGuard};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header::{HeaderValue, ACCEPT, USER_AGENT};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Largest response body read from CLS. A page of 100 items is a few hundred
+/// KiB; a lease listing without paging can reach tens of MiB on a large org.
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest inflated `compressedClients` payload (a gzip bomb stops here).
+pub(crate) const MAX_INFLATED_BYTES: usize = 256 * 1024 * 1024;
+/// One request may take at most this long, even with a generous SCRAPE_TIMEOUT.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Attempts per request, the first included.
+const MAX_ATTEMPTS: u32 = 4;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Hard cap on pages per listing: 1,000 pages of 100 is 100,000 items.
+pub(crate) const MAX_PAGES: u32 = 1000;
+
+/// What the client needs to know; built by main from the validated config.
+#[derive(Clone)]
+pub(crate) struct ClientSettings {
+    pub base_url: String,
+    pub api_key: String,
+    pub org_name: String,
+    pub service_instance_id: Option<String>,
+    pub parallelism: usize,
+    pub page_size: u32,
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// Everything fetched in one refresh, before any aggregation.
+#[derive(Debug, Default)]
+pub(crate) struct OrgData {
+    pub groups: Vec<GroupData>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct GroupData {
+    pub group: VirtualGroup,
+    pub servers: Vec<ServerData>,
+    pub leases: Vec<LeaseClient>,
+    /// Sub-resources of this group that could not be read: the rest of the
+    /// group is still published (partial refresh).
+    pub failures: Vec<ClsError>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ServerData {
+    pub server: LicenseServer,
+    pub pools: Vec<LicensePool>,
+}
+
+/// Which lease path answers: unknown until one does, then remembered.
+const LEASES_UNKNOWN: u8 = 0;
+const LEASES_PLAIN: u8 = 1;
+const LEASES_ALL: u8 = 2;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Cheap to clone: the connection pool and counters are shared.
+#[derive(Clone)]
+pub(crate) struct ClsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: HttpClient,
+    /// `{base}/v1/org/{org}` with the org percent-encoded.
+    org_url: String,
+    api_key: HeaderValue,
+    service_instance_id: Option<String>,
+    /// One limit for every request of a refresh, whatever its level, so a
+    /// group's leases never wait for other groups' server lists.
+    permits: Semaphore,
+    page_size: u32,
+    leases_path: AtomicU8,
+    stats: Arc<ApiStats>,
+}
+
+impl ClsClient {
+    pub(crate) fn new(settings: ClientSettings, stats: Arc<ApiStats>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in settings.extra_roots {
+            roots.add(cert).map_err(|e| {
+                format!("NVIDIA_API_CA_FILE holds a certificate rustls rejects: {e}")
+            })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.parallelism.max(1))
+            .build(https);
+
+        let mut api_key = HeaderValue::from_str(&settings.api_key).map_err(|_| {
+            "NVIDIA_API_KEY holds characters not allowed in an HTTP header".to_owned()
+        })?;
+        api_key.set_sensitive(true);
+        if let Some(id) = &settings.service_instance_id {
+            HeaderValue::from_str(id).map_err(|_| {
+                "NVIDIA_SERVICE_INSTANCE_ID holds characters not allowed in an HTTP header"
+                    .to_owned()
+            })?;
+        }
+        let base = settings.base_url.trim_end_matches('/');
+        Ok(ClsClient {
+            inner: Arc::new(Inner {
+                http: client,
+                org_url: format!("{base}/v1/org/{}", encode_segment(&settings.org_name)),
+                api_key,
+                service_instance_id: settings.service_instance_id,
+                permits: Semaphore::new(settings.parallelism.max(1)),
+                page_size: settings.page_size.max(1),
+                leases_path: AtomicU8::new(LEASES_UNKNOWN),
+                stats,
+            }),
+        })
+    }
+
+    /// Reads the whole org. Only a failed group listing fails the refresh;
+    /// a failed sub-resource is recorded in its group's `failures`.
+    pub(crate) async fn fetch_org(&self, deadline: Instant) -> Result<OrgData, ClsError> {
+        let groups: Vec<VirtualGroup> = self
+            .list_all::<VirtualGroupsPage>(
+                Endpoint::VirtualGroups,
+                "/virtual-groups".to_owned(),
+                "&detailedView=true",
+                None,
+                deadline,
+            )
+            .await?;
+        let mut tasks = JoinSet::new();
+        for (index, group) in groups.into_iter().enumerate() {
+            let client = self.clone();
+            tasks.spawn(async move { (index, client.fetch_group(group, deadline).await) });
+        }
+        let mut slots: Vec<Option<GroupData>> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A task can only fail to join by panicking, which aborts the
+            // process (panic = "abort"), so a join error is unreachable in
+            // release builds; in tests it is simply skipped.
+            if let Ok((index, data)) = joined {
+                if slots.len() <= index {
+                    slots.resize_with(index + 1, || None);
+                }
+                slots[index] = Some(data);
+            }
+        }
+        Ok(OrgData {
+            groups: slots.into_iter().flatten().collect(),
+        })
+    }
+
+    async fn fetch_group(&self, group: VirtualGroup, deadline: Instant) -> GroupData {
+        let group_path = format!("/virtual-groups/{}", encode_segment(&group.id));
+        let servers = match self
+            .list_all::<LicenseServersPage>(
+                Endpoint::LicenseServers,
+                format!("{group_path}/license-servers"),
+                "",
+                None,
+                deadline,
+            )
+            .await
+        {
+            Ok(servers) => servers,
+            Err(e) => {
+                return GroupData {
+                    group,
+                    failures: vec![e],
+                    ..GroupData::default()
+                }
+            }
+        };
+
+        // Pools per server and leases per service instance, all at once: the
+        // shared semaphore is the only limit.
+        enum Part {
+            Pools(usize, Result<Vec<LicensePool>, ClsError>),
+            Leases(Result<Vec<LeaseClient>, ClsError>),
+        }
+        let mut tasks = JoinSet::new();
+        for (index, server) in servers.iter().enumerate() {
+            let client = self.clone();
+            let path = format!(
+                "{group_path}/license-servers/{}/license-pools",
+                encode_segment(&server.id)
+            );
+            tasks.spawn(async move {
+                let pools = client
+                    .list_all::<LicensePoolsPage>(Endpoint::LicensePools, path, "", None, deadline)
+                    .await;
+                Part::Pools(index, pools)
+            });
+        }
+        for instance in self.service_instances(&servers) {
+            let client = self.clone();
+            let group_path = group_path.clone();
+            tasks.spawn(async move {
+                Part::Leases(client.leases(&group_path, instance, deadline).await)
+            });
+        }
+
+        let mut data = GroupData {
+            servers: servers
+                .into_iter()
+                .map(|server| ServerData {
+                    server,
+                    pools: Vec::new(),
+                })
+                .collect(),
+            group,
+            ..GroupData::default()
+        };
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Part::Pools(index, Ok(pools))) => {
+                    if let Some(slot) = data.servers.get_mut(index) {
+                        slot.pools = pools;
+                    }
+                }
+                Ok(Part::Leases(Ok(mut clients))) => data.leases.append(&mut clients),
+                Ok(Part::Pools(_, Err(e)) | Part::Leases(Err(e))) => data.failures.push(e),
+                Err(_) => {}
+            }
+        }
+        data
+    }
+
+    /// The service instances to ask for leases: each distinct one carried by
+    /// the group's servers; else the configured one; else one call without
+    /// the header. A group without servers has no leases to ask for.
+    fn service_instances(&self, servers: &[LicenseServer]) -> Vec<Option<String>> {
+        if servers.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        let mut out: Vec<Option<String>> = servers
+            .iter()
+            .map(|s| s.service_instance_id.trim())
+            .filter(|id| !id.is_empty() && seen.insert(id.to_owned()))
+            .map(|id| Some(id.to_owned()))
+            .collect();
+        if out.is_empty() {
+            out.push(self.inner.service_instance_id.clone());
+        }
+        out
+    }
+
+    /// Active leases of one service instance, from `/leases`, or from
+    /// `/leases/all` where `/leases` answers 404; the path that worked is
+    /// remembered for the next refresh.
+    async fn leases(
+        &self,
+        group_path: &str,
+        instance: Option<String>,
+        deadline: Instant,
+    ) -> Result<Vec<LeaseClient>, ClsError> {
+        let remembered = self.inner.leases_path.load(Ordering::Relaxed);
+        let order = if remembered == LEASES_ALL {
+            [LEASES_ALL, LEASES_PLAIN]
+        } else {
+            [LEASES_PLAIN, LEASES_ALL]
+        };
+        let mut last_error = None;
+        for mode in order {
+            let path = if mode == LEASES_ALL {
+                format!("{group_path}/leases/all")
+            } else {
+                format!("{group_path}/leases")
+            };
+            match self
+                .list_all::<LeasesPage>(Endpoint::Leases, path, "", instance.as_deref(), deadline)
+                .await
+            {
+                Ok(clients) => {
+                    self.inner.leases_path.store(mode, Ordering::Relaxed);
+                    return Ok(clients);
+                }
+                Err(e) if e.kind == ErrorKind::Status(404) && remembered == LEASES_UNKNOWN => {
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| ClsError::new(Endpoint::Leases, group_path, ErrorKind::Status(404))))
+    }
+
+    /// Fetches every page of a listing. Pages count from 0 or 1 (learned
+    /// from what the server reports); listing stops at the totals, at a short
+    /// page, or at a guard (a page of repeats, an empty page the totals did not
+    /// announce, the page cap), each guard logged and counted.
+    async fn list_all<P: Page>(
+        &self,
+        endpoint: Endpoint,
+        path: String,
+        extra_query: &str,
+        instance: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Vec<P::Item>, ClsError> {
+        let size = self.inner.page_size;
+        let mut items: Vec<P::Item> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut number: Option<i64> = None;
+        let mut pages: u32 = 0;
+        let mut base_known = false;
+        let mut shifted = false;
+        loop {
+            let query = match number {
+                None => format!("page-size={size}{extra_query}"),
+                Some(n) => format!("page-number={n}&page-size={size}{extra_query}"),
+            };
+            let page: P = self
+                .get_json(endpoint, &path, &query, instance, deadline)
+                .await?;
+            let (batch, info) = page.into_parts();
+            let info = info.as_ref().and_then(PageInfo::read);
+            let batch_len = batch.len();
+            let before = items.len();
+            for item in batch {
+                let key = P::key(&item);
+                if key.is_empty() || seen.insert(key) {
+                    items.push(item);
+                }
+            }
+            let fresh = items.len() - before;
+            let Some(info) = info else {
+                break; // No paginationInfo: a single page, as the API always did.
+            };
+            let current = match (number, info.current) {
+                (None, Some(reported)) => {
+                    base_known = true;
+                    reported
+                }
+                (None, None) => 0,
+                (Some(n), _) => n,
+            };
+            if batch_len == 0 {
+                if pages > 0 && info.promises_more(pages, items.len()) {
+                    self.guard(endpoint, &path, PageGuard::ShortTotal);
+                }
+                break;
+            }
+            if fresh == 0 && pages > 0 {
+                // A 1-based server that did not report its page number sends
+                // its first page again for page 1: step once past it.
+                if !base_known && !shifted {
+                    shifted = true;
+                    number = Some(current + 1);
+                    continue;
+                }
+                self.guard(endpoint, &path, PageGuard::RepeatedPage);
+                break;
+            }
+            pages += 1;
+            let more = match (info.total_pages, info.total_records) {
+                (Some(total), _) => i64::from(pages) < total,
+                (None, Some(total)) => (items.len() as i64) < total,
+                (None, None) => {
+                    batch_len as i64 >= info.size.filter(|s| *s > 0).unwrap_or(i64::from(size))
+                }
+            };
+            if !more {
+                break;
+            }
+            if pages >= MAX_PAGES {
+                self.guard(endpoint, &path, PageGuard::PageCap);
+                break;
+            }
+            number = Some(current + 1);
+        }
+        Ok(items)
+    }
+
+    fn guard(&self, endpoint: Endpoint, path: &str, guard: PageGuard) {
+        self.inner.stats.count_guard(endpoint, guard);
+        tracing::warn!(
+            endpoint = endpoint.label(),
+            path,
+            guard = guard.label(),
+            "paging stopped early: {}",
+            match guard {
+                PageGuard::RepeatedPage =>
+                    "a page held only items already seen (the server seems to ignore page-number)",
+                PageGuard::PageCap => "the page cap was reached",
+                PageGuard::ShortTotal => "an empty page came back before the totals were reached",
+            }
+        );
+    }
+
+    /// One GET with retries: 429, 502, 503, 504, timeouts and transport
+    /// failures are retried with exponential backoff and full jitter (or the
+    /// server's Retry-After), never past the refresh deadline.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+        query: &str,
+        instance: Option<&str>,
+        deadline: Instant,
+    ) -> Result<T, ClsError> {
+        let mut attempt = 0;
+        loop {
+            let (result, retry_after) = self
+                .attempt(endpoint, path, query, instance, deadline)
+                .await;
+            let error = match result {
+                Ok(body) => return decode::<T>(endpoint, path, &body),
+                Err(e) => e,
+            };
+            attempt += 1;
+            if !error.retryable() || attempt >= MAX_ATTEMPTS {
+                return Err(error);
+            }
+            let wait = retry_after.unwrap_or_else(|| backoff(attempt));
+            if Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(
+                endpoint = endpoint.label(),
+                path,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying: {error}"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One request: waits for a permit, sends, reads the capped body, all
+    /// within the request timeout and the deadline. Returns the body or the
+    /// error, and the server's Retry-After when it sent one.
+    async fn attempt(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+        query: &str,
+        instance: Option<&str>,
+        deadline: Instant,
+    ) -> (Result<Bytes, ClsError>, Option<Duration>) {
+        let inner = &self.inner;
+        let what = format!("GET {path}");
+        let fail = |kind| ClsError::new(endpoint, what.clone(), kind);
+        let Ok(permit) = tokio::time::timeout_at(deadline, inner.permits.acquire()).await else {
+            return (Err(fail(ErrorKind::Timeout)), None);
+        };
+        let request_deadline = deadline.min(Instant::now() + REQUEST_TIMEOUT);
+        let uri = format!("{}{path}?{query}", inner.org_url);
+        let mut request = hyper::Request::get(uri)
+            .header(ACCEPT, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("nvidia-license-server-exporter/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("x-api-key", inner.api_key.clone());
+        if let Some(id) = instance.or(inner.service_instance_id.as_deref()) {
+            request = request.header("x-nv-service-instance-id", id);
+        }
+        let request = match request.body(Empty::new()) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    Err(fail(ErrorKind::Transport(format!("invalid request: {e}")))),
+                    None,
+                )
+            }
+        };
+        let exchange = async {
+            let response = inner
+                .http
+                .request(request)
+                .await
+                .map_err(|e| (ErrorKind::Transport(error_chain(&e)), None, None))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            if !(200..300).contains(&status) {
+                return Err((ErrorKind::Status(status), retry_after, Some(status)));
+            }
+            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    let kind = if e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        ErrorKind::TooLarge(MAX_BODY_BYTES)
+                    } else {
+                        ErrorKind::Transport(format!("reading the body: {}", error_chain(&*e)))
+                    };
+                    (kind, None, Some(status))
+                })?
+                .to_bytes();
+            Ok((body, status))
+        };
+        let outcome = tokio::time::timeout_at(request_deadline, exchange).await;
+        drop(permit);
+        match outcome {
+            Err(_) => {
+                inner.stats.count_request(endpoint, None);
+                (Err(fail(ErrorKind::Timeout)), None)
+            }
+            Ok(Ok((body, status))) => {
+                inner.stats.count_request(endpoint, Some(status));
+                (Ok(body), None)
+            }
+            Ok(Err((kind, retry_after, status))) => {
+                inner.stats.count_request(endpoint, status);
+                (Err(fail(kind)), retry_after)
+            }
+        }
+    }
+}
+
+/// Decodes an answer, which must be a JSON object: fields inside it are read
+/// leniently (see `model`), but a list, a string or garbage at the top is not
+/// an answer we can trust to mean "nothing here".
+fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<T, ClsError> {
+    let error =
+        |detail: String| ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail));
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(error("expected a JSON object".to_owned()));
+    }
+    serde_json::from_slice(body).map_err(|e| error(e.to_string()))
+}
+
+/// A listing's answer: its items, its `paginationInfo`, and a key per item
+/// that says when the same object came back twice.
+pub(crate) trait Page: DeserializeOwned {
+    type Item: Send + 'static;
+    fn into_parts(self) -> (Vec<Self::Item>, Option<serde_json::Value>);
+    fn key(item: &Self::Item) -> String;
+}
+
+impl Page for VirtualGroupsPage {
+    type Item = VirtualGroup;
+    fn into_parts(self) -> (Vec<VirtualGroup>, Option<serde_json::Value>) {
+        (self.virtual_groups, self.pagination_info)
+    }
+    fn key(item: &VirtualGroup) -> String {
+        item.id.clone()
+    }
+}
+
+impl Page for LicenseServersPage {
+    type Item = LicenseServer;
+    fn into_parts(self) -> (Vec<LicenseServer>, Option<serde_json::Value>) {
+        (self.license_servers, self.pagination_info)
+    }
+    fn key(item: &LicenseServer) -> String {
+        item.id.clone()
+    }
+}
+
+impl Page for LicensePoolsPage {
+    type Item = LicensePool;
+    fn into_parts(self) -> (Vec<LicensePool>, Option<serde_json::Value>) {
+        (self.license_pools, self.pagination_info)
+    }
+    fn key(item: &LicensePool) -> String {
+        item.id.clone()
+    }
+}
+
+impl Page for LeasesPage {
+    type Item = LeaseClient;
+    /// `compressedClients` is inflated here; a broken one yields no clients
+    /// and is logged, since the rest of the answer may still be usable.
+    fn into_parts(self) -> (Vec<LeaseClient>, Option<serde_json::Value>) {
+        let mut clients = self.clients;
+        if !self.compressed_clients.trim().is_empty() {
+            match inflate_clients(&self.compressed_clients) {
+                Ok(mut more) => clients.append(&mut more),
+                Err(e) => tracing::warn!("compressedClients could not be read: {e}"),
+            }
+        }
+        (clients, self.pagination_info)
+    }
+    fn key(item: &LeaseClient) -> String {
+        let ids: Vec<&str> = item.leases.iter().map(|l| l.lease_id.as_str()).collect();
+        ids.join("\u{0}")
+    }
+}
+
+/// base64 (standard alphabet, padding optional) → gzip → JSON `{"clients":[…]}`,
+/// with the inflated size capped.
+pub(crate) fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String> {
+    let compressed = decode_base64(encoded).ok_or("not valid base64")?;
+    let mut json = Vec::new();
+    flate2::read::MultiGzDecoder::new(&compressed[..])
+        .take(MAX_INFLATED_BYTES as u64 + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("not valid gzip: {e}"))?;
+    if json.len() > MAX_INFLATED_BYTES {
+        return Err(format!("inflates to more than {MAX_INFLATED_BYTES} bytes"));
+    }
+    serde_json::from_slice::<InflatedClients>(&json)
+        .map(|c| c.clients)
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let symbols: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .take_while(|&c| c != b'=')
+        .collect();
+    let mut out = Vec::with_capacity(symbols.len() * 3 / 4);
+    for chunk in symbols.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
+        out.extend_from_slice(&bytes[..chunk.len() - 1]);
+    }
+    Some(out)
+}
+
+/// The keys of `paginationInfo` we understand (the API does not document them).
+#[derive(Debug, Default, PartialEq)]
+struct PageInfo {
+    current: Option<i64>,
+    size: Option<i64>,
+    total_pages: Option<i64>,
+    total_records: Option<i64>,
+}
+
+impl PageInfo {
+    fn read(value: &serde_json::Value) -> Option<PageInfo> {
+        let map = value.as_object()?;
+        let int = |keys: &[&str]| {
+            keys.iter().find_map(|k| match map.get(*k)? {
+                serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+                serde_json::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+        };
+        Some(PageInfo {
+            current: int(&["pageNumber", "currentPage", "page"]),
+            size: int(&["pageSize", "size"]),
+            total_pages: int(&["totalPages"]),
+            total_records: int(&["totalRecords", "totalCount", "totalElements", "totalItems"]),
+        })
+    }
+
+    fn promises_more(&self, pages: u32, items: usize) -> bool {
+        match (self.total_pages, self.total_records) {
+            (Some(total), _) => i64::from(pages) < total,
+            (None, Some(total)) => (items as i64) < total,
+            (None, None) => false,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(max, base·2^n)].
+fn backoff(attempt: u32) -> Duration {
+    let cap = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_MAX);
+    let nanos = cap.as_nanos() as u64;
+    Duration::from_nanos(if nanos == 0 {
+        0
+    } else {
+        random() % (nanos + 1)
+    })
+}
+
+/// A xorshift generator seeded from the clock: jitter needs spread, not
+/// unpredictability, and this saves a dependency.
+fn random() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
+            | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    x
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date (IMF-fixdate).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds.
+fn parse_http_date(value: &str) -> Option<i64> {
+    let rest = value.split_once(", ")?.1;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u32
+        + 1;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    let days = crate::snapshot::days_from_civil(year.parse().ok()?, month, day.parse().ok()?)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Percent-encodes one path segment: everything but RFC 3986 unreserved
+/// characters, so an org name or id can never change the path's shape.
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// hyper-util's errors hide their cause: join the whole `source()` chain.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("lic-abc_1.2~"), "lic-abc_1.2~");
+        assert_eq!(encode_segment("a/b c?d#e"), "a%2Fb%20c%3Fd%23e");
+        assert_eq!(encode_segment("Zü"), "Z%C3%BC");
+        assert_eq!(encode_segment(".."), "..");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-3"), None);
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        for attempt in 0..20 {
+            let cap = BACKOFF_BASE
+                .saturating_mul(1 << attempt.min(16))
+                .min(BACKOFF_MAX);
+            assert!(backoff(attempt) <= cap);
+        }
+    }
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(decode_base64("aGVsbG8="), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64("aGVsbG8"), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64("aGVs\nbG8h"), Some(b"hell\x6f!".to_vec()));
+        assert_eq!(decode_base64("a"), None);
+        assert_eq!(decode_base64("a$=="), None);
+    }
+
+    #[test]
+    fn compressed_clients_inflate_and_bombs_are_refused() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"clients":[{"leases":[{"leaseId":"x"}]}]}"#)
+            .unwrap();
+        let bytes = gz.finish().unwrap();
+        let encoded = encode_base64(&bytes);
+        let clients = inflate_clients(&encoded).unwrap();
+        assert_eq!(clients[0].leases[0].lease_id, "x");
+        assert!(inflate_clients("bm90IGd6aXA=")
+            .unwrap_err()
+            .starts_with("not valid gzip"));
+    }
+
+    #[test]
+    fn answers_must_be_json_objects() {
+        let err = decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"[1]").unwrap_err();
+        assert_eq!(err.to_string(), "GET /x failed: response is not valid JSON of the expected shape: expected a JSON object");
+        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"{").is_err());
+        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"").is_err());
+        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b" {}").is_ok());
+    }
+
+    #[test]
+    fn page_info_reads_every_documented_key_spelling() {
+        let info = PageInfo::read(
+            &serde_json::json!({"currentPage": 2, "size": "50", "totalElements": 120}),
+        )
+        .unwrap();
+        assert_eq!(
+            info,
+            PageInfo {
+                current: Some(2),
+                size: Some(50),
+                total_pages: None,
+                total_records: Some(120)
+            }
+        );
+        assert_eq!(PageInfo::read(&serde_json::json!("x")), None);
+    }
+
+    fn encode_base64(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,272 @@
+//! nvidia-license-server-exporter: reads license entitlements, servers,
+//! pools and active leases from NVIDIA's Cloud License Service and serves
+//! them as Prometheus metrics.
+//!
+//! Layout (data flows down):
+//! - `config`, `duration`: flags + environment → validated `Config`.
+//! - `cls`: the CLS API client (HTTP, JSON, paging, retries).
+//! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
+//! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
+//! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
+//! - `server`: the HTTP listener; `healthcheck`: the `healthcheck` subcommand.
+//!
+//! This file is wiring only.
+
+#![forbid(unsafe_code)]
+
+mod cache;
+mod cls;
+mod config;
+mod duration;
+mod healthcheck;
+mod metrics;
+mod server;
+mod snapshot;
+
+use cache::{Cache, RefreshFn, RenderFn, Status};
+use cls::{ApiStats, ClientSettings, ClsClient};
+use config::{Command, Config, ListenAddr, LogFormat, LogLevel};
+use metrics::exposition::Rendered;
+use metrics::families::{refresh_families, RefreshState, BUILD};
+use snapshot::Snapshot;
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const NAME: &str = env!("CARGO_PKG_NAME");
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let env = |name: &str| match std::env::var(name).ok() {
+        None if name == "HOSTNAME" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned()),
+        value => value,
+    };
+    let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
+    match config::parse(&args, &env, &read_file) {
+        Err(error) => {
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(2)
+        }
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!(
+                "{NAME} {} (revision {}, {}, rustc {})",
+                BUILD.version,
+                BUILD.revision,
+                env!("EXPORTER_TARGET"),
+                BUILD.rustc_version
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
+        Ok(Command::Run(config)) => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                eprintln!("{NAME}: {error}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    init_logging(config.log_level, config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let extra_roots = match &config.api_ca_file {
+        Some(path) => read_certificates(path)?,
+        None => Vec::new(),
+    };
+    let stats = Arc::new(ApiStats::default());
+    let client = ClsClient::new(
+        ClientSettings {
+            base_url: config.api_base_url.clone(),
+            api_key: config.api_key.expose().to_owned(),
+            org_name: config.org_name.clone(),
+            service_instance_id: config.service_instance_id.clone(),
+            parallelism: config.parallelism as usize,
+            page_size: config.cls_page_size,
+            extra_roots,
+        },
+        stats.clone(),
+    )?;
+    let cache = Cache::new(
+        refresher(client),
+        renderer(config.org_name.clone(), stats),
+        config.cache_ttl,
+        config.scrape_timeout,
+    );
+
+    let listener = bind(&config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on LISTEN_ADDRESS=\"{}\": {e}",
+            config.listen_address
+        )
+    })?;
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| config.listen_address.clone(), |a| a.to_string());
+    tracing::info!(
+        address = %local,
+        metrics_path = %config.metrics_path,
+        org = %config.org_name,
+        base_url = %config.api_base_url,
+        cache_ttl = %duration::format_go_duration(config.cache_ttl),
+        scrape_timeout = %duration::format_go_duration(config.scrape_timeout),
+        "{NAME} {} listening", BUILD.version
+    );
+    if config.otel.enabled {
+        tracing::warn!(
+            "OTEL_ENABLED is set, but this version has no OTLP push yet: only /metrics is served"
+        );
+    }
+    let state = Arc::new(server::AppState {
+        cache,
+        metrics_path: config.metrics_path.clone(),
+        org: config.org_name.clone(),
+    });
+    server::serve(listener, state, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fetches the org and builds a snapshot; a failed sub-resource is logged
+/// here and left out (partial refresh), a failed group listing fails it all.
+fn refresher(client: ClsClient) -> RefreshFn {
+    Arc::new(move |deadline| {
+        let client = client.clone();
+        Box::pin(async move {
+            let collected_at = cache::unix_now();
+            let org = client
+                .fetch_org(deadline)
+                .await
+                .map_err(|e| e.to_string())?;
+            for failure in org.groups.iter().flat_map(|g| &g.failures) {
+                tracing::warn!(
+                    endpoint = failure.endpoint.label(),
+                    "partial refresh, publishing without this part: {failure}"
+                );
+            }
+            Ok(Snapshot::build(&org, collected_at))
+        })
+    })
+}
+
+fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn {
+    Arc::new(move |status: &Status| {
+        let state = RefreshState {
+            up: status.up,
+            duration_seconds: status.duration_seconds,
+            timestamp: status.timestamp,
+            last_success: status.last_success,
+            successes: status.successes,
+            failures: status.failures,
+            snapshot: status.snapshot.as_deref(),
+            api: &stats,
+        };
+        Rendered::new(&refresh_families(&state), &org)
+    })
+}
+
+fn read_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "NVIDIA_API_CA_FILE=\"{}\" cannot be read: {e}",
+            path.display()
+        )
+    })?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "NVIDIA_API_CA_FILE=\"{}\" is not valid PEM: {e:?}",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "NVIDIA_API_CA_FILE=\"{}\" holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// `:port` listens on every interface: IPv6 and IPv4 where the host has
+/// both, IPv4 alone where IPv6 is disabled.
+async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match listen {
+        ListenAddr::AllInterfaces(port) => {
+            match tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port)))
+                .await
+            {
+                Ok(listener) => Ok(listener),
+                Err(_) => {
+                    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)))
+                        .await
+                }
+            }
+        }
+        ListenAddr::Ip(addr) => tokio::net::TcpListener::bind(addr).await,
+        // No /etc/hosts in a scratch image: `localhost` is loopback by definition.
+        ListenAddr::Host(host, port) if host.eq_ignore_ascii_case("localhost") => {
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))).await
+        }
+        ListenAddr::Host(host, port) => tokio::net::TcpListener::bind((host.as_str(), *port)).await,
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (the process may be PID 1 in a container,
+/// where no default handler would stop it).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

@@ -1,0 +1,271 @@
+//! The HTTP listener: routes (`METRICS_PATH`, `/healthz`, `/`), limits
+//! (header read timeout, concurrent connections) and graceful shutdown.
+//! Never calls CLS itself: it asks the cache.
+
+use crate::cache::Cache;
+use crate::metrics::exposition::Part;
+use crate::metrics::families::process_families;
+use crate::metrics::process::ProcessStats;
+use crate::metrics::text::Format;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// A client must send its request headers within this time (slowloris).
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; further ones wait in the listen backlog.
+pub(crate) const MAX_CONNECTIONS: usize = 512;
+/// How long in-flight responses may take to finish after SIGTERM.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct AppState {
+    pub cache: Cache,
+    pub metrics_path: String,
+    pub org: String,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight
+/// exchanges finish within `DRAIN_TIMEOUT`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(req, &state).await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Chunks> {
+    let path = req.uri().path();
+    let known = path == state.metrics_path || path == "/healthz" || path == "/";
+    if !known {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == state.metrics_path {
+        metrics(&req, state).await
+    } else if path == "/healthz" {
+        plain(StatusCode::OK, "ok\n")
+    } else {
+        landing(state)
+    }
+}
+
+async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let format = Format::negotiate(header(ACCEPT));
+    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    let published = state.cache.get().await;
+    let live = process_families(&ProcessStats::read());
+    let part: &Part = published.rendered.part(format);
+    let body = part.body(&live, &state.org, format, gzip);
+    let mut response = Response::new(Chunks::new(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+fn landing(state: &AppState) -> Response<Chunks> {
+    let path = html_escape(&state.metrics_path);
+    let page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>NVIDIA CLS exporter</title></head>\n\
+         <body><h1>NVIDIA License Server Exporter</h1>\n<p>Org: {org}</p>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li></ul>\n</body></html>\n",
+        org = html_escape(&state.org),
+    );
+    let mut response = Response::new(Chunks::new([Bytes::from(page), Bytes::new()]));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::new([
+        Bytes::from_static(text.as_bytes()),
+        Bytes::new(),
+    ]));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*` with a q above 0).
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let Some(value) = accept_encoding else {
+        return false;
+    };
+    value.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+    })
+}
+
+pub(crate) fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A body of up to two ready chunks: the shared refresh part and the
+/// per-scrape tail, sent without joining them.
+pub(crate) struct Chunks {
+    chunks: [Bytes; 2],
+    next: usize,
+}
+
+impl Chunks {
+    fn new(chunks: [Bytes; 2]) -> Chunks {
+        Chunks { chunks, next: 0 }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.chunks[self.next.min(2)..]
+            .iter()
+            .map(|c| c.len() as u64)
+            .sum()
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        while self.next < 2 {
+            let i = self.next;
+            self.next += 1;
+            let chunk = std::mem::take(&mut self.chunks[i]);
+            if !chunk.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_acceptance_follows_q_values() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
