@@ -76,10 +76,8 @@ pub(crate) struct Config {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Normalised to `http://host:port` (port 80 when none was given).
-    #[allow(dead_code)] // the CONNECT proxy support is still to come
     pub https_proxy: Option<String>,
     /// NO_PROXY entries, trimmed, empty ones dropped.
-    #[allow(dead_code)]
     pub no_proxy: Vec<String>,
     pub otel: OtelConfig,
 }

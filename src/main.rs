@@ -68,24 +68,44 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
-        Ok(Command::Run(config)) => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error}");
-                eprintln!("{NAME}: {error}");
-                ExitCode::from(1)
-            }
-        },
+        Ok(Command::Run(config)) => {
+            // The CA file is part of the configuration: a bad one is a bad
+            // setting (exit 2), found before anything starts.
+            let extra_roots = match &config.api_ca_file {
+                Some(path) => match read_certificates(path) {
+                    Ok(certs) => certs,
+                    Err(error) => {
+                        eprintln!("{NAME}: {error}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => Vec::new(),
+            };
+            run(config, extra_roots)
+        }
     }
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> ExitCode {
     init_logging(config.log_level, config.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(config))
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config, extra_roots)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_logging(level: LogLevel, format: LogFormat) {
@@ -106,11 +126,10 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let extra_roots = match &config.api_ca_file {
-        Some(path) => read_certificates(path)?,
-        None => Vec::new(),
-    };
+async fn serve(
+    config: Config,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<(), String> {
     let stats = Arc::new(ApiStats::default());
     let client = ClsClient::new(
         ClientSettings {
@@ -121,6 +140,8 @@ async fn serve(config: Config) -> Result<(), String> {
             parallelism: config.parallelism as usize,
             page_size: config.cls_page_size,
             extra_roots,
+            proxy: config.https_proxy.clone(),
+            no_proxy: config.no_proxy.clone(),
         },
         stats.clone(),
     )?;

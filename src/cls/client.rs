@@ -7,6 +7,7 @@ use super::model::{
     InflatedClients, LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer,
     LicenseServersPage, VirtualGroup, VirtualGroupsPage,
 };
+use super::proxy::ProxyConnector;
 use super::stats::{ApiStats, PageGuard};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -48,6 +49,9 @@ pub(crate) struct ClientSettings {
     pub parallelism: usize,
     pub page_size: u32,
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `http://host:port` of an HTTPS_PROXY, and the NO_PROXY entries.
+    pub proxy: Option<String>,
+    pub no_proxy: Vec<String>,
 }
 
 /// Everything fetched in one refresh, before any aggregation.
@@ -77,7 +81,7 @@ const LEASES_UNKNOWN: u8 = 0;
 const LEASES_PLAIN: u8 = 1;
 const LEASES_ALL: u8 = 2;
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Empty<Bytes>>;
 
 /// Cheap to clone: the connection pool and counters are shared.
 #[derive(Clone)]
@@ -118,12 +122,13 @@ impl ClsClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = ProxyConnector::new(http, settings.proxy.as_deref(), &settings.no_proxy);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(settings.parallelism.max(1))

@@ -3,6 +3,7 @@
 pub(crate) mod client;
 pub(crate) mod error;
 pub(crate) mod model;
+pub(crate) mod proxy;
 pub(crate) mod stats;
 
 #[cfg(test)]

@@ -1,0 +1,249 @@
+//! Outbound TLS and proxy: a private CA trusted through NVIDIA_API_CA_FILE,
+//! and CLS requests tunnelled through an HTTPS_PROXY (CONNECT) that the test
+//! runs itself, all on 127.0.0.1.
+
+mod support;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use support::exporter::Exporter;
+use support::fake_cls::FakeCls;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proto-tests/fixtures/org.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+struct Pki {
+    ca_pem: String,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+/// A CA made for this test run and a server certificate it signs for
+/// 127.0.0.1 and localhost.
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+    }
+}
+
+fn write_temp(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nlse-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Terminates TLS on 127.0.0.1 with the test certificate and relays the
+/// plain bytes to `backend` (the fake CLS). Returns the TLS address.
+async fn tls_front(pki: &Pki, backend: SocketAddr) -> SocketAddr {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(
+                pki.cert_der.clone(),
+            )],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A CONNECT proxy that records each tunnel's target.
+async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if client.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(target) = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|r| r.split(' ').next())
+                else {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                        .await;
+                    return;
+                };
+                log.lock().unwrap().push(target.to_owned());
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_through_the_ca_file() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let pki = pki();
+    let front = tls_front(&pki, cls.addr()).await;
+    let base = format!("https://{front}");
+
+    let untrusted = Exporter::start(&base, &[]);
+    let text = untrusted.metrics().await;
+    assert!(text.contains("nvidia_cls_up{org_name=\"lic-demo\"} 0\n"));
+    assert!(
+        untrusted.stderr().contains("certificate"),
+        "{}",
+        untrusted.stderr()
+    );
+
+    let ca = write_temp("ca", &pki.ca_pem);
+    let trusted = Exporter::start(&base, &[("NVIDIA_API_CA_FILE", ca.to_str().unwrap())]);
+    let text = trusted.metrics().await;
+    assert!(text.contains(UP), "{}", trusted.stderr());
+    assert!(text.contains("nvidia_cls_license_server_info{"));
+}
+
+#[tokio::test]
+async fn a_bad_ca_file_stops_the_start_with_a_clear_line() {
+    let path = write_temp("bad", "not a certificate\n");
+    let (status, _, stderr) = support::exporter::run_to_end(
+        &[
+            ("NVIDIA_API_KEY", "k"),
+            ("NVIDIA_ORG_NAME", "o"),
+            ("LISTEN_ADDRESS", "127.0.0.1:0"),
+            ("NVIDIA_API_CA_FILE", path.to_str().unwrap()),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+}
+
+#[tokio::test]
+async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let pki = pki();
+    let front = tls_front(&pki, cls.addr()).await;
+    let base = format!("https://{front}");
+    let ca = write_temp("proxy", &pki.ca_pem);
+    let (proxy, seen) = connect_proxy().await;
+    let proxy_url = format!("http://{proxy}");
+
+    let via_proxy = Exporter::start(
+        &base,
+        &[
+            ("NVIDIA_API_CA_FILE", ca.to_str().unwrap()),
+            ("HTTPS_PROXY", &proxy_url),
+        ],
+    );
+    assert!(
+        via_proxy.metrics().await.contains(UP),
+        "{}",
+        via_proxy.stderr()
+    );
+    let tunnels = seen.lock().unwrap().clone();
+    assert!(!tunnels.is_empty());
+    assert!(
+        tunnels.iter().all(|t| *t == front.to_string()),
+        "{tunnels:?}"
+    );
+    let requests_seen = cls.request_count();
+    assert!(
+        requests_seen > tunnels.len(),
+        "connections are reused inside the tunnels"
+    );
+
+    seen.lock().unwrap().clear();
+    let direct = Exporter::start(
+        &base,
+        &[
+            ("NVIDIA_API_CA_FILE", ca.to_str().unwrap()),
+            ("https_proxy", &proxy_url),
+            ("NO_PROXY", "example.com,127.0.0.1"),
+        ],
+    );
+    assert!(direct.metrics().await.contains(UP), "{}", direct.stderr());
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "NO_PROXY host went through the proxy"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_fails_the_refresh_with_a_clear_line() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("HTTPS_PROXY", &format!("http://{closed}")),
+            ("SCRAPE_TIMEOUT", "2s"),
+        ],
+    );
+    let text = exporter.metrics().await;
+    assert!(text.contains("nvidia_cls_up{org_name=\"lic-demo\"} 0\n"));
+    assert!(
+        exporter.stderr().contains("proxy CONNECT failed"),
+        "{}",
+        exporter.stderr()
+    );
+}
