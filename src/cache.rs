@@ -92,7 +92,6 @@ impl Cache {
     }
 
     /// What is published now, without refreshing.
-    #[cfg(test)]
     pub(crate) fn current(&self) -> Arc<Published> {
         self.inner.load()
     }

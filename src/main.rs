@@ -8,7 +8,8 @@
 //! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
 //! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
 //! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
-//! - `server`: the HTTP listener; `healthcheck`: the `healthcheck` subcommand.
+//! - `server`: the HTTP listener; `status_page`: the HTML page at `/`;
+//!   `healthcheck`: the `healthcheck` subcommand.
 //!
 //! This file is wiring only.
 
@@ -22,6 +23,7 @@ mod healthcheck;
 mod metrics;
 mod server;
 mod snapshot;
+mod status_page;
 
 use cache::{Cache, RefreshFn, RenderFn, Status};
 use cls::{ApiStats, ClientSettings, ClsClient};

@@ -7,6 +7,7 @@ use crate::metrics::exposition::Part;
 use crate::metrics::families::process_families;
 use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
+use crate::status_page;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{
@@ -140,13 +141,7 @@ async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> 
 }
 
 fn landing(state: &AppState) -> Response<Chunks> {
-    let path = html_escape(&state.metrics_path);
-    let page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>NVIDIA CLS exporter</title></head>\n\
-         <body><h1>NVIDIA License Server Exporter</h1>\n<p>Org: {org}</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/healthz\">Health</a></li></ul>\n</body></html>\n",
-        org = html_escape(&state.org),
-    );
+    let page = status_page::render(&state.cache.current(), &state.org, &state.metrics_path);
     let mut response = Response::new(Chunks::new([Bytes::from(page), Bytes::new()]));
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -182,21 +177,6 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
             .unwrap_or(1.0);
         (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
     })
-}
-
-pub(crate) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A body of up to two ready chunks: the shared refresh part and the
@@ -259,13 +239,5 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(None));
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            html_escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -586,4 +586,82 @@ mod tests {
             ]
         );
     }
+
+    /// Sample names a query may use: counters with `_total`.
+    fn sample_names() -> HashSet<String> {
+        ALL.iter()
+            .map(|d| match d.kind {
+                Kind::Counter => format!("{}_total", d.name),
+                Kind::Gauge => d.name.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Metric names in a query text: tokens starting `nvidia_cls_` or `process_`.
+    fn referenced(text: &str) -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|t| t.starts_with("nvidia_cls_") || t.starts_with("process_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn dashboard_is_valid_and_queries_only_families_of_the_table() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana/dashboard.json")).unwrap();
+        assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 36);
+        assert!(dashboard["uid"].is_string() && dashboard["title"].is_string());
+        let known = sample_names();
+        let panels = dashboard["panels"].as_array().unwrap();
+        assert!(panels.len() >= 6);
+        let mut ids = HashSet::new();
+        let mut used = HashSet::new();
+        for panel in panels {
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "panel ids are unique"
+            );
+            assert!(panel["type"].is_string() && panel["title"].is_string());
+            for key in ["x", "y", "w", "h"] {
+                assert!(
+                    panel["gridPos"][key].is_u64(),
+                    "{} gridPos.{key}",
+                    panel["title"]
+                );
+            }
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{} has queries", panel["title"]);
+            for target in targets {
+                let expr = target["expr"].as_str().unwrap();
+                for name in referenced(expr) {
+                    assert!(
+                        known.contains(&name),
+                        "dashboard query uses unknown metric {name}"
+                    );
+                    used.insert(name);
+                }
+            }
+        }
+        for needed in [
+            "nvidia_cls_license_server_feature_active_leases",
+            "nvidia_cls_entitlement_end_timestamp_seconds",
+            "nvidia_cls_up",
+        ] {
+            assert!(used.contains(needed), "dashboard shows {needed}");
+        }
+    }
+
+    #[test]
+    fn alert_rules_query_only_families_of_the_table() {
+        let rules = include_str!("../../deploy/prometheus/alerts.yml");
+        let known = sample_names();
+        let names = referenced(rules);
+        assert!(names.len() >= 6);
+        for name in names {
+            assert!(
+                known.contains(&name),
+                "alerts.yml uses unknown metric {name}"
+            );
+        }
+    }
 }

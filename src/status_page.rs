@@ -1,0 +1,280 @@
+//! The status page at `/`: a server-rendered HTML page (no JavaScript, no
+//! external assets, so it works air-gapped) with the latest refresh, lease
+//! use per server feature as bars, and entitlement expiry dates. Reads the
+//! published snapshot only: opening the page never calls CLS.
+
+use crate::cache::{unix_now, Published};
+use crate::snapshot::Snapshot;
+use std::fmt::Write;
+
+pub(crate) fn render(published: &Published, org: &str, metrics_path: &str) -> String {
+    let status = &published.status;
+    let mut page = String::with_capacity(8192);
+    let org_html = escape(org);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>NVIDIA CLS exporter: {org_html}</title>\n<style>{STYLE}</style></head>\n<body>\n\
+         <h1>NVIDIA License Server Exporter</h1>\n<p class=\"org\">Org <strong>{org_html}</strong> · \
+         <a href=\"{path}\">Metrics</a> · <a href=\"/healthz\">Health</a></p>\n",
+        path = escape(metrics_path),
+    );
+    refresh_section(&mut page, published);
+    match &status.snapshot {
+        Some(snapshot) => {
+            features_section(&mut page, snapshot);
+            entitlements_section(&mut page, snapshot, unix_now());
+        }
+        None => page.push_str(
+            "<p class=\"empty\">No data yet: the first refresh runs on the first scrape.</p>\n",
+        ),
+    }
+    let _ = write!(
+        page,
+        "<footer>nvidia-license-server-exporter {}</footer>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    page
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d1d1f;max-width:70rem}\
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd;vertical-align:middle}\
+th{background:#f4f4f6}.num{text-align:right;font-variant-numeric:tabular-nums}\
+.bar{background:#e8e8ec;width:12rem;height:.9rem;border-radius:.2rem;overflow:hidden}\
+.fill{height:100%;background:#76b900}.fill.warn{background:#e6a700}.fill.full{background:#d0342c}\
+.ok{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}.soon{color:#c62828}\
+.empty{color:#666}footer{margin-top:2rem;color:#888;font-size:.8rem}";
+
+fn refresh_section(page: &mut String, published: &Published) {
+    let s = &published.status;
+    page.push_str("<h2>Latest refresh</h2>\n<table class=\"refresh\">\n");
+    if s.successes + s.failures == 0 {
+        page.push_str("<tr><th>Result</th><td>not refreshed yet</td></tr>\n</table>\n");
+        return;
+    }
+    let result = if s.up {
+        "<span class=\"ok\">succeeded</span>"
+    } else {
+        "<span class=\"fail\">failed</span>"
+    };
+    let _ = write!(
+        page,
+        "<tr><th>Result</th><td>{result}</td></tr>\n<tr><th>Duration</th><td>{:.3} s</td></tr>\n",
+        s.duration_seconds
+    );
+    match &s.snapshot {
+        Some(snapshot) => {
+            let _ = writeln!(
+                page,
+                "<tr><th>Data collected</th><td>{}</td></tr>",
+                format_time(snapshot.collected_at)
+            );
+        }
+        None => page.push_str("<tr><th>Data collected</th><td>never</td></tr>\n"),
+    }
+    if let Some(t) = s.last_success {
+        let _ = writeln!(
+            page,
+            "<tr><th>Last success</th><td>{}</td></tr>",
+            format_time(t)
+        );
+    }
+    let _ = writeln!(
+        page,
+        "<tr><th>Refreshes</th><td>{} succeeded, {} failed</td></tr>\n</table>",
+        s.successes, s.failures
+    );
+}
+
+fn features_section(page: &mut String, snapshot: &Snapshot) {
+    page.push_str(
+        "<h2>Leases per server feature</h2>\n<table class=\"features\">\n<tr><th>Virtual group</th><th>Server</th>\
+         <th>Feature</th><th>Leased</th><th class=\"num\">Active / capacity</th></tr>\n",
+    );
+    if snapshot.server_features.is_empty() {
+        page.push_str(
+            "<tr><td colspan=\"5\" class=\"empty\">no license server features</td></tr>\n",
+        );
+    }
+    for (key, usage) in &snapshot.server_features {
+        let [_, group, _, server, feature, _, _] = key;
+        let capacity = usage.total.unwrap_or(0.0);
+        let (percent, class) = if capacity > 0.0 {
+            let p = (usage.active_leases / capacity * 100.0).clamp(0.0, 100.0);
+            (
+                p,
+                if p >= 100.0 {
+                    "fill full"
+                } else if p >= 90.0 {
+                    "fill warn"
+                } else {
+                    "fill"
+                },
+            )
+        } else {
+            (
+                if usage.active_leases > 0.0 {
+                    100.0
+                } else {
+                    0.0
+                },
+                "fill full",
+            )
+        };
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><div class=\"bar\" title=\"{percent:.0}%\">\
+             <div class=\"{class}\" style=\"width:{percent:.1}%\"></div></div></td>\
+             <td class=\"num\">{} / {}</td></tr>",
+            escape(group),
+            escape(server),
+            escape(feature),
+            number(usage.active_leases),
+            usage.total.map_or_else(|| "—".to_owned(), number),
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+fn entitlements_section(page: &mut String, snapshot: &Snapshot, now: f64) {
+    page.push_str(
+        "<h2>Entitlements</h2>\n<table class=\"entitlements\">\n<tr><th>Virtual group</th><th>Feature</th>\
+         <th>Version</th><th>Product</th><th class=\"num\">Quantity</th><th>Ends</th></tr>\n",
+    );
+    if snapshot.entitlement_dates.is_empty() && snapshot.entitlements.is_empty() {
+        page.push_str("<tr><td colspan=\"6\" class=\"empty\">no entitlements</td></tr>\n");
+    }
+    for (key, q) in &snapshot.entitlements {
+        let [group_id, group, feature, version, product, license_type] = key;
+        let dated: Vec<_> = snapshot
+            .entitlement_dates
+            .iter()
+            .filter(|(k, _)| {
+                k[..6]
+                    == [group_id, group, feature, version, product, license_type]
+                        .map(String::as_str)
+            })
+            .collect();
+        let ends = if dated.is_empty() {
+            "—".to_owned()
+        } else {
+            dated
+                .iter()
+                .map(|(k, d)| match d.end {
+                    Some(end) => {
+                        let days = ((end - now) / 86_400.0).floor();
+                        let class = if days < 30.0 { " class=\"soon\"" } else { "" };
+                        format!(
+                            "<span{class}>{} ({} days)</span> {}",
+                            format_date(end),
+                            days,
+                            escape(&k[6])
+                        )
+                    }
+                    None => format!("never {}", escape(&k[6])),
+                })
+                .collect::<Vec<_>>()
+                .join("<br>")
+        };
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(group),
+            escape(feature),
+            escape(version),
+            escape(product),
+            number(q.total),
+            ends
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+fn number(v: f64) -> String {
+    let mut s = String::new();
+    crate::metrics::text::write_value(&mut s, v);
+    s
+}
+
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unix seconds → `YYYY-MM-DD` (UTC).
+fn format_date(unix: f64) -> String {
+    let (y, m, d) = civil_from_days((unix / 86_400.0).floor() as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC`.
+fn format_time(unix: f64) -> String {
+    let secs = unix.floor() as i64;
+    let day_secs = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        format_date(unix),
+        day_secs / 3600,
+        day_secs % 3600 / 60,
+        day_secs % 60
+    )
+}
+
+/// Inverse of `snapshot::days_from_civil` (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::days_from_civil;
+
+    #[test]
+    fn dates_round_trip_through_the_civil_calendar() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (2027, 12, 31),
+            (2100, 3, 1),
+            (1969, 12, 31),
+        ] {
+            assert_eq!(
+                civil_from_days(days_from_civil(y, m, d).unwrap()),
+                (y, m, d)
+            );
+        }
+        assert_eq!(
+            format_time(1_735_689_600.0 + 3661.5),
+            "2025-01-01 01:01:01 UTC"
+        );
+    }
+
+    #[test]
+    fn html_special_characters_are_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}
