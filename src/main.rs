@@ -23,6 +23,7 @@ mod healthcheck;
 mod metrics;
 mod server;
 mod snapshot;
+mod stall_guard;
 mod status_page;
 
 use cache::{Cache, RefreshFn, RenderFn, Status};

@@ -7,6 +7,7 @@ use crate::metrics::exposition::Part;
 use crate::metrics::families::process_families;
 use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
+use crate::stall_guard::StallGuard;
 use crate::status_page;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -30,6 +31,9 @@ use tokio::sync::Semaphore;
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; further ones wait in the listen backlog.
 pub(crate) const MAX_CONNECTIONS: usize = 512;
+/// A response write that makes no progress for this long ends its
+/// connection (a client that stopped reading).
+pub(crate) const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight responses may take to finish after SIGTERM.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -78,7 +82,10 @@ pub(crate) async fn serve(
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(req, &state).await) }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(http.serve_connection(
+            TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT)),
+            service,
+        ));
         tokio::spawn(async move {
             let _ = connection.await;
             drop(permit);
