@@ -163,7 +163,11 @@ impl Snapshot {
                 ],
                 (),
             );
-            self.server_leases.entry(key.clone()).or_insert(0.0);
+            // A server whose leases could not be read has no lease count
+            // rather than a count of 0.
+            if !data.leases_unknown.contains(server.id.trim()) {
+                self.server_leases.entry(key.clone()).or_insert(0.0);
+            }
             for feature in &server.license_server_features {
                 features_by_id.entry(feature.id.as_str()).or_insert(feature);
                 let row = self
@@ -235,6 +239,9 @@ impl Snapshot {
             self.unattributed_leases += client.leases.len() as f64;
             return;
         };
+        if data.leases_unknown.contains(server_id) {
+            return; // Another instance's view of it would be a partial count.
+        }
         // A client may name a server the listing did not return: keep its
         // leases under the name the client gives.
         let key = keys.get(server_id).cloned().unwrap_or_else(|| {
@@ -466,6 +473,7 @@ mod tests {
                 .collect(),
             leases,
             failures: Vec::new(),
+            leases_unknown: HashSet::new(),
         }
     }
 
@@ -532,6 +540,39 @@ mod tests {
             .find(|(k, _)| k[2] == "s1")
             .map(|(_, v)| *v);
         assert_eq!(s1, Some(4.0));
+    }
+
+    #[test]
+    fn servers_whose_leases_are_unknown_get_no_lease_count() {
+        let mut data = group(
+            "1",
+            vec![
+                server("s1", &[("f1", "A", 10.0)]),
+                server("s2", &[("f2", "A", 5.0)]),
+            ],
+            vec![
+                client("s1", &[("l1", "A", 1.0, "f1")]),
+                client("s2", &[("l2", "A", 1.0, "f2")]),
+            ],
+        );
+        data.leases_unknown.insert("s2".to_owned());
+        let snap = Snapshot::build(&OrgData { groups: vec![data] }, 0.0);
+        let leases = |id: &str| {
+            snap.server_leases
+                .iter()
+                .find(|(k, _)| k[2] == id)
+                .map(|(_, v)| *v)
+        };
+        assert_eq!((leases("s1"), leases("s2")), (Some(1.0), None));
+        assert_eq!(active(&snap, "s1", "A"), Some(1.0));
+        assert_eq!(
+            snap.server_features
+                .iter()
+                .find(|(k, _)| k[2] == "s2")
+                .map(|(_, v)| v.total),
+            Some(Some(5.0)),
+            "its capacity is still known"
+        );
     }
 
     #[test]

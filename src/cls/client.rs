@@ -28,8 +28,10 @@ use tokio::time::Instant;
 /// Largest response body read from CLS. A page of 100 items is a few hundred
 /// KiB; a lease listing without paging can reach tens of MiB on a large org.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-/// Largest inflated `compressedClients` payload (a gzip bomb stops here).
-pub(crate) const MAX_INFLATED_BYTES: usize = 256 * 1024 * 1024;
+/// Largest inflated `compressedClients` payload (a gzip bomb stops here): no
+/// more than a plain answer may hold. The JSON is parsed as it inflates, so
+/// this bounds the work, and the inflated text is never held in memory.
+pub(crate) const MAX_INFLATED_BYTES: usize = MAX_BODY_BYTES;
 /// One request may take at most this long, even with a generous SCRAPE_TIMEOUT.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts per request, the first included.
@@ -68,6 +70,9 @@ pub(crate) struct GroupData {
     /// Sub-resources of this group that could not be read: the rest of the
     /// group is still published (partial refresh).
     pub failures: Vec<ClsError>,
+    /// Ids of servers whose service instance's leases could not be read:
+    /// their lease counts are unknown, not zero.
+    pub leases_unknown: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -161,31 +166,36 @@ impl ClsClient {
 
     /// Reads the whole org. Only a failed group listing fails the refresh;
     /// a failed sub-resource is recorded in its group's `failures`.
+    ///
+    /// Pipelined: each group's walk starts as soon as the page naming the
+    /// group arrives, not after the last page of groups.
     pub(crate) async fn fetch_org(&self, deadline: Instant) -> Result<OrgData, ClsError> {
-        let groups: Vec<VirtualGroup> = self
-            .list_all::<VirtualGroupsPage>(
-                Endpoint::VirtualGroups,
-                "/virtual-groups".to_owned(),
-                "&detailedView=true",
-                None,
-                deadline,
-            )
-            .await?;
+        let deadline = requests_deadline(deadline);
         let mut tasks = JoinSet::new();
-        for (index, group) in groups.into_iter().enumerate() {
-            let client = self.clone();
-            tasks.spawn(async move { (index, client.fetch_group(group, deadline).await) });
-        }
+        let mut count = 0usize;
+        self.list_all::<VirtualGroupsPage>(
+            Endpoint::VirtualGroups,
+            "/virtual-groups".to_owned(),
+            "&detailedView=true",
+            None,
+            deadline,
+            |group| {
+                let (client, index) = (self.clone(), count);
+                count += 1;
+                tasks.spawn(async move { (index, client.fetch_group(group, deadline).await) });
+            },
+        )
+        .await?; // On error, dropping `tasks` aborts the walks already started.
         let mut slots: Vec<Option<GroupData>> = Vec::new();
+        slots.resize_with(count, || None);
         while let Some(joined) = tasks.join_next().await {
             // A task can only fail to join by panicking, which aborts the
             // process (panic = "abort"), so a join error is unreachable in
             // release builds; in tests it is simply skipped.
             if let Ok((index, data)) = joined {
-                if slots.len() <= index {
-                    slots.resize_with(index + 1, || None);
+                if let Some(slot) = slots.get_mut(index) {
+                    *slot = Some(data);
                 }
-                slots[index] = Some(data);
             }
         }
         Ok(OrgData {
@@ -193,54 +203,72 @@ impl ClsClient {
         })
     }
 
+    /// One group: its server list, and as each page of it arrives, the pools
+    /// of each server and the leases of each service instance not seen yet.
     async fn fetch_group(&self, group: VirtualGroup, deadline: Instant) -> GroupData {
+        /// `Leases(None, …)` is the call made for the whole group when no
+        /// server carries a service instance.
+        enum Part {
+            Pools(usize, Result<Vec<LicensePool>, ClsError>),
+            Leases(Option<String>, Result<Vec<LeaseClient>, ClsError>),
+        }
         let group_path = format!("/virtual-groups/{}", encode_segment(&group.id));
-        let servers = match self
+        let mut tasks = JoinSet::new();
+        let mut servers: Vec<LicenseServer> = Vec::new();
+        let mut instances: HashSet<String> = HashSet::new();
+        let spawn_leases =
+            |tasks: &mut JoinSet<Part>, instance: Option<String>, marker: Option<String>| {
+                let (client, group_path) = (self.clone(), group_path.clone());
+                tasks.spawn(async move {
+                    Part::Leases(marker, client.leases(&group_path, instance, deadline).await)
+                });
+            };
+        let listed = self
             .list_all::<LicenseServersPage>(
                 Endpoint::LicenseServers,
                 format!("{group_path}/license-servers"),
                 "",
                 None,
                 deadline,
+                |server| {
+                    let (client, index) = (self.clone(), servers.len());
+                    let path = format!(
+                        "{group_path}/license-servers/{}/license-pools",
+                        encode_segment(&server.id)
+                    );
+                    tasks.spawn(async move {
+                        let pools = client
+                            .list_vec::<LicensePoolsPage>(
+                                Endpoint::LicensePools,
+                                path,
+                                "",
+                                None,
+                                deadline,
+                            )
+                            .await;
+                        Part::Pools(index, pools)
+                    });
+                    let instance = server.service_instance_id.trim();
+                    if !instance.is_empty() && instances.insert(instance.to_owned()) {
+                        let instance = Some(instance.to_owned());
+                        spawn_leases(&mut tasks, instance.clone(), instance);
+                    }
+                    servers.push(server);
+                },
             )
-            .await
-        {
-            Ok(servers) => servers,
-            Err(e) => {
-                return GroupData {
-                    group,
-                    failures: vec![e],
-                    ..GroupData::default()
-                }
-            }
-        };
-
-        // Pools per server and leases per service instance, all at once: the
-        // shared semaphore is the only limit.
-        enum Part {
-            Pools(usize, Result<Vec<LicensePool>, ClsError>),
-            Leases(Result<Vec<LeaseClient>, ClsError>),
+            .await;
+        if let Err(e) = listed {
+            // Dropping `tasks` aborts the requests already started for it.
+            return GroupData {
+                group,
+                failures: vec![e],
+                ..GroupData::default()
+            };
         }
-        let mut tasks = JoinSet::new();
-        for (index, server) in servers.iter().enumerate() {
-            let client = self.clone();
-            let path = format!(
-                "{group_path}/license-servers/{}/license-pools",
-                encode_segment(&server.id)
-            );
-            tasks.spawn(async move {
-                let pools = client
-                    .list_all::<LicensePoolsPage>(Endpoint::LicensePools, path, "", None, deadline)
-                    .await;
-                Part::Pools(index, pools)
-            });
-        }
-        for instance in self.service_instances(&servers) {
-            let client = self.clone();
-            let group_path = group_path.clone();
-            tasks.spawn(async move {
-                Part::Leases(client.leases(&group_path, instance, deadline).await)
-            });
+        // No server names its service instance: one call with the configured
+        // one, else without the header. A group without servers has no leases.
+        if instances.is_empty() && !servers.is_empty() {
+            spawn_leases(&mut tasks, self.inner.service_instance_id.clone(), None);
         }
 
         let mut data = GroupData {
@@ -261,32 +289,24 @@ impl ClsClient {
                         slot.pools = pools;
                     }
                 }
-                Ok(Part::Leases(Ok(mut clients))) => data.leases.append(&mut clients),
-                Ok(Part::Pools(_, Err(e)) | Part::Leases(Err(e))) => data.failures.push(e),
+                Ok(Part::Leases(_, Ok(mut clients))) => data.leases.append(&mut clients),
+                Ok(Part::Pools(_, Err(e))) => data.failures.push(e),
+                Ok(Part::Leases(instance, Err(e))) => {
+                    // The leases of the servers on that instance are unknown,
+                    // which is not the same as none.
+                    let unknown = data.servers.iter().map(|s| &s.server).filter(|s| {
+                        instance
+                            .as_deref()
+                            .is_none_or(|i| s.service_instance_id.trim() == i)
+                    });
+                    data.leases_unknown
+                        .extend(unknown.map(|s| s.id.trim().to_owned()));
+                    data.failures.push(e);
+                }
                 Err(_) => {}
             }
         }
         data
-    }
-
-    /// The service instances to ask for leases: each distinct one carried by
-    /// the group's servers; else the configured one; else one call without
-    /// the header. A group without servers has no leases to ask for.
-    fn service_instances(&self, servers: &[LicenseServer]) -> Vec<Option<String>> {
-        if servers.is_empty() {
-            return Vec::new();
-        }
-        let mut seen = HashSet::new();
-        let mut out: Vec<Option<String>> = servers
-            .iter()
-            .map(|s| s.service_instance_id.trim())
-            .filter(|id| !id.is_empty() && seen.insert(id.to_owned()))
-            .map(|id| Some(id.to_owned()))
-            .collect();
-        if out.is_empty() {
-            out.push(self.inner.service_instance_id.clone());
-        }
-        out
     }
 
     /// Active leases of one service instance, from `/leases`, or from
@@ -312,7 +332,7 @@ impl ClsClient {
                 format!("{group_path}/leases")
             };
             match self
-                .list_all::<LeasesPage>(Endpoint::Leases, path, "", instance.as_deref(), deadline)
+                .list_vec::<LeasesPage>(Endpoint::Leases, path, "", instance.as_deref(), deadline)
                 .await
             {
                 Ok(clients) => {
@@ -329,9 +349,27 @@ impl ClsClient {
             .unwrap_or_else(|| ClsError::new(Endpoint::Leases, group_path, ErrorKind::Status(404))))
     }
 
-    /// Fetches every page of a listing. Pages count from 0 or 1 (learned
-    /// from what the server reports); listing stops at the totals, at a short
-    /// page, or at a guard (a page of repeats, an empty page the totals did not
+    /// Every page of a listing, collected.
+    async fn list_vec<P: Page>(
+        &self,
+        endpoint: Endpoint,
+        path: String,
+        extra_query: &str,
+        instance: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Vec<P::Item>, ClsError> {
+        let mut items = Vec::new();
+        self.list_all::<P>(endpoint, path, extra_query, instance, deadline, |item| {
+            items.push(item)
+        })
+        .await?;
+        Ok(items)
+    }
+
+    /// Fetches every page of a listing, handing each item not seen before to
+    /// `each` as its page arrives. Pages count from 0 or 1 (learned from what
+    /// the server reports); listing stops at the totals, at a short page, or
+    /// at a guard (a page of repeats, an empty page the totals did not
     /// announce, the page cap), each guard logged and counted.
     async fn list_all<P: Page>(
         &self,
@@ -340,10 +378,12 @@ impl ClsClient {
         extra_query: &str,
         instance: Option<&str>,
         deadline: Instant,
-    ) -> Result<Vec<P::Item>, ClsError> {
+        mut each: impl FnMut(P::Item) + Send,
+    ) -> Result<(), ClsError> {
         let size = self.inner.page_size;
-        let mut items: Vec<P::Item> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
+        // Items handed on so far (repeats excluded).
+        let mut read: usize = 0;
         let mut number: Option<i64> = None;
         let mut pages: u32 = 0;
         let mut base_known = false;
@@ -356,17 +396,20 @@ impl ClsClient {
             let page: P = self
                 .get_json(endpoint, &path, &query, instance, deadline)
                 .await?;
-            let (batch, info) = page.into_parts();
+            let (batch, info) = page.into_parts().map_err(|detail| {
+                ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail))
+            })?;
             let info = info.as_ref().and_then(PageInfo::read);
             let batch_len = batch.len();
-            let before = items.len();
+            let mut fresh = 0;
             for item in batch {
                 let key = P::key(&item);
                 if key.is_empty() || seen.insert(key) {
-                    items.push(item);
+                    fresh += 1;
+                    each(item);
                 }
             }
-            let fresh = items.len() - before;
+            read += fresh;
             let Some(info) = info else {
                 break; // No paginationInfo: a single page, as the API always did.
             };
@@ -379,7 +422,7 @@ impl ClsClient {
                 (Some(n), _) => n,
             };
             if batch_len == 0 {
-                if pages > 0 && info.promises_more(pages, items.len()) {
+                if pages > 0 && info.promises_more(pages, read) {
                     self.guard(endpoint, &path, PageGuard::ShortTotal);
                 }
                 break;
@@ -398,7 +441,7 @@ impl ClsClient {
             pages += 1;
             let more = match (info.total_pages, info.total_records) {
                 (Some(total), _) => i64::from(pages) < total,
-                (None, Some(total)) => (items.len() as i64) < total,
+                (None, Some(total)) => (read as i64) < total,
                 (None, None) => {
                     batch_len as i64 >= info.size.filter(|s| *s > 0).unwrap_or(i64::from(size))
                 }
@@ -412,7 +455,7 @@ impl ClsClient {
             }
             number = Some(current + 1);
         }
-        Ok(items)
+        Ok(())
     }
 
     fn guard(&self, endpoint: Endpoint, path: &str, guard: PageGuard) {
@@ -559,6 +602,16 @@ impl ClsClient {
     }
 }
 
+/// When the requests of a refresh must end: a little before the refresh
+/// deadline (a tenth of the time left, at most 2 s), so that a request that
+/// stalls fails on its own, and the rest of the org is still built and
+/// published within SCRAPE_TIMEOUT as a partial refresh.
+fn requests_deadline(deadline: Instant) -> Instant {
+    let margin =
+        (deadline.saturating_duration_since(Instant::now()) / 10).min(Duration::from_secs(2));
+    deadline.checked_sub(margin).unwrap_or(deadline)
+}
+
 /// Decodes an answer, which must be a JSON object: fields inside it are read
 /// leniently (see `model`), but a list, a string or garbage at the top is not
 /// an answer we can trust to mean "nothing here".
@@ -575,14 +628,15 @@ fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> R
 /// that says when the same object came back twice.
 pub(crate) trait Page: DeserializeOwned {
     type Item: Send + 'static;
-    fn into_parts(self) -> (Vec<Self::Item>, Option<serde_json::Value>);
+    /// The items and `paginationInfo`, or why the answer cannot be used.
+    fn into_parts(self) -> Result<(Vec<Self::Item>, Option<serde_json::Value>), String>;
     fn key(item: &Self::Item) -> String;
 }
 
 impl Page for VirtualGroupsPage {
     type Item = VirtualGroup;
-    fn into_parts(self) -> (Vec<VirtualGroup>, Option<serde_json::Value>) {
-        (self.virtual_groups, self.pagination_info)
+    fn into_parts(self) -> Result<(Vec<VirtualGroup>, Option<serde_json::Value>), String> {
+        Ok((self.virtual_groups, self.pagination_info))
     }
     fn key(item: &VirtualGroup) -> String {
         item.id.clone()
@@ -591,8 +645,8 @@ impl Page for VirtualGroupsPage {
 
 impl Page for LicenseServersPage {
     type Item = LicenseServer;
-    fn into_parts(self) -> (Vec<LicenseServer>, Option<serde_json::Value>) {
-        (self.license_servers, self.pagination_info)
+    fn into_parts(self) -> Result<(Vec<LicenseServer>, Option<serde_json::Value>), String> {
+        Ok((self.license_servers, self.pagination_info))
     }
     fn key(item: &LicenseServer) -> String {
         item.id.clone()
@@ -601,8 +655,8 @@ impl Page for LicenseServersPage {
 
 impl Page for LicensePoolsPage {
     type Item = LicensePool;
-    fn into_parts(self) -> (Vec<LicensePool>, Option<serde_json::Value>) {
-        (self.license_pools, self.pagination_info)
+    fn into_parts(self) -> Result<(Vec<LicensePool>, Option<serde_json::Value>), String> {
+        Ok((self.license_pools, self.pagination_info))
     }
     fn key(item: &LicensePool) -> String {
         item.id.clone()
@@ -611,17 +665,17 @@ impl Page for LicensePoolsPage {
 
 impl Page for LeasesPage {
     type Item = LeaseClient;
-    /// `compressedClients` is inflated here; a broken one yields no clients
-    /// and is logged, since the rest of the answer may still be usable.
-    fn into_parts(self) -> (Vec<LeaseClient>, Option<serde_json::Value>) {
+    /// `compressedClients` is inflated here. A broken one fails the answer:
+    /// publishing the instance's leases as none would be wrong, so it
+    /// becomes a partial failure like any other failed lease call.
+    fn into_parts(self) -> Result<(Vec<LeaseClient>, Option<serde_json::Value>), String> {
         let mut clients = self.clients;
         if !self.compressed_clients.trim().is_empty() {
-            match inflate_clients(&self.compressed_clients) {
-                Ok(mut more) => clients.append(&mut more),
-                Err(e) => tracing::warn!("compressedClients could not be read: {e}"),
-            }
+            let mut more = inflate_clients(&self.compressed_clients)
+                .map_err(|e| format!("compressedClients could not be read: {e}"))?;
+            clients.append(&mut more);
         }
-        (clients, self.pagination_info)
+        Ok((clients, self.pagination_info))
     }
     fn key(item: &LeaseClient) -> String {
         let ids: Vec<&str> = item.leases.iter().map(|l| l.lease_id.as_str()).collect();
@@ -633,17 +687,36 @@ impl Page for LeasesPage {
 /// with the inflated size capped.
 pub(crate) fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String> {
     let compressed = decode_base64(encoded).ok_or("not valid base64")?;
-    let mut json = Vec::new();
-    flate2::read::MultiGzDecoder::new(&compressed[..])
-        .take(MAX_INFLATED_BYTES as u64 + 1)
-        .read_to_end(&mut json)
-        .map_err(|e| format!("not valid gzip: {e}"))?;
-    if json.len() > MAX_INFLATED_BYTES {
+    // Parsed as it inflates: memory holds the clients, never the text.
+    let mut inflated = Counted {
+        inner: flate2::read::MultiGzDecoder::new(&compressed[..])
+            .take(MAX_INFLATED_BYTES as u64 + 1),
+        count: 0,
+    };
+    let parsed =
+        serde_json::from_reader::<_, InflatedClients>(std::io::BufReader::new(&mut inflated));
+    if inflated.count > MAX_INFLATED_BYTES {
         return Err(format!("inflates to more than {MAX_INFLATED_BYTES} bytes"));
     }
-    serde_json::from_slice::<InflatedClients>(&json)
-        .map(|c| c.clients)
-        .map_err(|e| format!("not valid JSON: {e}"))
+    match parsed {
+        Ok(c) => Ok(c.clients),
+        Err(e) if e.is_io() => Err(format!("not valid gzip: {e}")),
+        Err(e) => Err(format!("not valid JSON: {e}")),
+    }
+}
+
+/// A reader that counts the bytes it hands on.
+struct Counted<R> {
+    inner: R,
+    count: usize,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n;
+        Ok(n)
+    }
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -856,6 +929,19 @@ mod tests {
         assert_eq!(decode_base64("aGVs\nbG8h"), Some(b"hell\x6f!".to_vec()));
         assert_eq!(decode_base64("a"), None);
         assert_eq!(decode_base64("a$=="), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_end_before_the_refresh_deadline() {
+        let now = Instant::now();
+        let in_secs = |s: u64| now + Duration::from_secs(s);
+        assert_eq!(
+            requests_deadline(in_secs(1)),
+            now + Duration::from_millis(900)
+        );
+        assert_eq!(requests_deadline(in_secs(20)), in_secs(18));
+        assert_eq!(requests_deadline(in_secs(60)), in_secs(58));
+        assert_eq!(requests_deadline(now), now);
     }
 
     #[test]
