@@ -7,8 +7,9 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -166,6 +167,8 @@ struct State {
     leases_plain_only: bool,
     overrides: Vec<(String, Canned)>,
     requests: Vec<Recorded>,
+    /// Arrival time of each entry of `requests`, same index.
+    arrivals: Vec<Instant>,
 }
 
 struct Inner {
@@ -174,6 +177,11 @@ struct Inner {
     gate: watch::Sender<bool>,
     /// Flipped to `true` by `shutdown()`.
     stop: watch::Sender<bool>,
+    /// TCP connections accepted since start.
+    connections: AtomicUsize,
+    /// Requests received and not yet answered, and the most seen at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl Inner {
@@ -215,9 +223,13 @@ impl FakeCls {
                 leases_plain_only: false,
                 overrides: Vec::new(),
                 requests: Vec::new(),
+                arrivals: Vec::new(),
             }),
             gate,
             stop,
+            connections: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let acc = inner.clone();
         tokio::spawn(accept_loop(listener, acc));
@@ -319,7 +331,46 @@ impl FakeCls {
     }
 
     pub fn clear_requests(&self) {
-        self.inner.lock().requests.clear();
+        let mut st = self.inner.lock();
+        st.requests.clear();
+        st.arrivals.clear();
+    }
+
+    /// Every request with the time it arrived, in arrival order.
+    pub fn requests_timed(&self) -> Vec<(Instant, Recorded)> {
+        let st = self.inner.lock();
+        st.arrivals
+            .iter()
+            .copied()
+            .zip(st.requests.iter().cloned())
+            .collect()
+    }
+
+    /// TCP connections accepted since start.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were in flight (received, not yet answered) at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Inner);
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner) -> InFlight<'a> {
+        let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -338,6 +389,7 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        inner.connections.fetch_add(1, Ordering::SeqCst);
         let inner = inner.clone();
         tokio::spawn(async move {
             let mut stop = inner.stop.subscribe();
@@ -425,9 +477,11 @@ async fn handle(
         query: query.clone(),
         headers,
     };
+    let _in_flight = InFlight::enter(&inner);
     let latency = {
         let mut st = inner.lock();
         st.requests.push(rec.clone());
+        st.arrivals.push(Instant::now());
         st.latency
     };
 
