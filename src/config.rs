@@ -82,9 +82,8 @@ pub(crate) struct Config {
     pub otel: OtelConfig,
 }
 
-/// Parsed and validated now so a bad value fails at start; the OTLP push
-/// that reads the rest of it is still to come.
-#[allow(dead_code)]
+/// Parsed and validated now so a bad value fails at start; `otlp` reads the
+/// certificate files when the push is enabled.
 #[derive(Debug, Clone)]
 pub(crate) struct OtelConfig {
     pub enabled: bool,

@@ -8,6 +8,7 @@
 //! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
 //! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
 //! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
+//! - `otlp`: the same families pushed to an OpenTelemetry collector.
 //! - `server`: the HTTP listener; `status_page`: the HTML page at `/`;
 //!   `healthcheck`: the `healthcheck` subcommand.
 //!
@@ -21,6 +22,7 @@ mod config;
 mod duration;
 mod healthcheck;
 mod metrics;
+mod otlp;
 mod server;
 mod snapshot;
 mod stall_guard;
@@ -38,6 +40,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 const NAME: &str = env!("CARGO_PKG_NAME");
+/// How long the last OTLP push after SIGTERM may take.
+const LAST_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
@@ -84,12 +88,29 @@ fn main() -> ExitCode {
                 },
                 None => Vec::new(),
             };
-            run(config, extra_roots)
+            // So are the OTLP certificate files and headers.
+            let otlp = match config
+                .otel
+                .enabled
+                .then(|| otlp::Material::load(&config.otel))
+                .transpose()
+            {
+                Ok(material) => material,
+                Err(error) => {
+                    eprintln!("{NAME}: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            run(config, extra_roots, otlp)
         }
     }
 }
 
-fn run(config: Config, extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> ExitCode {
+fn run(
+    config: Config,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    otlp: Option<otlp::Material>,
+) -> ExitCode {
     init_logging(config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,7 +122,7 @@ fn run(config: Config, extra_roots: Vec<rustls::pki_types::CertificateDer<'stati
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config, extra_roots)) {
+    match runtime.block_on(serve(config, extra_roots, otlp)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -132,6 +153,7 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 async fn serve(
     config: Config,
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    otlp: Option<otlp::Material>,
 ) -> Result<(), String> {
     let stats = Arc::new(ApiStats::default());
     let client = ClsClient::new(
@@ -150,7 +172,7 @@ async fn serve(
     )?;
     let cache = Cache::new(
         refresher(client),
-        renderer(config.org_name.clone(), stats),
+        renderer(config.org_name.clone(), stats.clone()),
         config.cache_ttl,
         config.scrape_timeout,
     );
@@ -173,17 +195,28 @@ async fn serve(
         scrape_timeout = %duration::format_go_duration(config.scrape_timeout),
         "{NAME} {} listening", BUILD.version
     );
-    if config.otel.enabled {
-        tracing::warn!(
-            "OTEL_ENABLED is set, but this version has no OTLP push yet: only /metrics is served"
-        );
-    }
+    let push_stats = otlp.as_ref().map(|_| Arc::new(otlp::PushStats::default()));
+    let push = match (&otlp, &push_stats) {
+        (Some(material), Some(push_stats)) => Some(otlp::Push::start(
+            &config.otel,
+            material,
+            cache.clone(),
+            Arc::new(move |status: &Status| refresh_families(&refresh_state(status, &stats))),
+            config.org_name.clone(),
+            push_stats.clone(),
+        )?),
+        _ => None,
+    };
     let state = Arc::new(server::AppState {
         cache,
         metrics_path: config.metrics_path.clone(),
         org: config.org_name.clone(),
+        push: push_stats,
     });
     server::serve(listener, state, shutdown_signal()).await;
+    if let Some(push) = push {
+        push.shutdown(LAST_PUSH_TIMEOUT).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -212,18 +245,23 @@ fn refresher(client: ClsClient) -> RefreshFn {
 
 fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn {
     Arc::new(move |status: &Status| {
-        let state = RefreshState {
-            up: status.up,
-            duration_seconds: status.duration_seconds,
-            timestamp: status.timestamp,
-            last_success: status.last_success,
-            successes: status.successes,
-            failures: status.failures,
-            snapshot: status.snapshot.as_deref(),
-            api: &stats,
-        };
-        Rendered::new(&refresh_families(&state), &org)
+        Rendered::new(&refresh_families(&refresh_state(status, &stats)), &org)
     })
+}
+
+/// The metric table's view of a published status: the text encoder and the
+/// OTLP push read the same one.
+fn refresh_state<'a>(status: &'a Status, api: &'a ApiStats) -> RefreshState<'a> {
+    RefreshState {
+        up: status.up,
+        duration_seconds: status.duration_seconds,
+        timestamp: status.timestamp,
+        last_success: status.last_success,
+        successes: status.successes,
+        failures: status.failures,
+        snapshot: status.snapshot.as_deref(),
+        api,
+    }
 }
 
 fn read_certificates(

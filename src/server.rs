@@ -4,7 +4,7 @@
 
 use crate::cache::Cache;
 use crate::metrics::exposition::Part;
-use crate::metrics::families::process_families;
+use crate::metrics::families::{process_families, push_families};
 use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
 use crate::stall_guard::StallGuard;
@@ -41,6 +41,8 @@ pub(crate) struct AppState {
     pub cache: Cache,
     pub metrics_path: String,
     pub org: String,
+    /// Present when the OTLP push is enabled: its counters are live values.
+    pub push: Option<Arc<crate::otlp::PushStats>>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
@@ -131,7 +133,11 @@ async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> 
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
     let published = state.cache.get().await;
-    let live = process_families(&ProcessStats::read());
+    let mut live = match &state.push {
+        Some(push) => push_families(&push.counts()),
+        None => Vec::new(),
+    };
+    live.extend(process_families(&ProcessStats::read()));
     let part: &Part = published.rendered.part(format);
     let body = part.body(&live, &state.org, format, gzip);
     let mut response = Response::new(Chunks::new(body));

@@ -13,7 +13,7 @@ pub(crate) enum Kind {
 }
 
 /// The unit of a family: OpenMetrics `# UNIT` for seconds and bytes (whose
-/// names end in the unit); the OTLP mapping will use all of them.
+/// names end in the unit); the OTLP mapping uses all of them, in UCUM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unit {
     Seconds,
@@ -30,6 +30,17 @@ impl Unit {
             Unit::Seconds => Some("seconds"),
             Unit::Bytes => Some("bytes"),
             _ => None,
+        }
+    }
+
+    /// The UCUM unit of the OTLP mapping (metrics.md).
+    pub(crate) fn ucum(self) -> &'static str {
+        match self {
+            Unit::Seconds => "s",
+            Unit::Bytes => "By",
+            Unit::Licenses => "{license}",
+            Unit::Leases => "{lease}",
+            Unit::None => "1",
         }
     }
 }
@@ -277,6 +288,25 @@ desc!(
     "Build information of this exporter; value 1."
 );
 
+// The OTLP push's own health, live like the process figures; present only
+// when the push is enabled.
+desc!(
+    OTLP_PUSHES,
+    "nvidia_cls_otlp_pushes",
+    Counter,
+    None,
+    &["result"],
+    "OTLP pushes since start, by result (success; partial: the collector rejected some data points; failure: not delivered)."
+);
+desc!(
+    OTLP_LAST_SUCCESS,
+    "nvidia_cls_otlp_last_success_timestamp_seconds",
+    Gauge,
+    Seconds,
+    &[],
+    "Unix time of the latest OTLP push the collector accepted (fully or partially)."
+);
+
 macro_rules! process_desc {
     ($ident:ident, $name:literal, $kind:ident, $unit:ident, $help:literal) => {
         pub(crate) static $ident: Desc = Desc {
@@ -357,6 +387,8 @@ pub(crate) static ALL: &[&Desc] = &[
     &API_REQUESTS,
     &PAGING_GUARDS,
     &BUILD_INFO,
+    &OTLP_PUSHES,
+    &OTLP_LAST_SUCCESS,
     &PROCESS_CPU,
     &PROCESS_RSS,
     &PROCESS_VSZ,
@@ -377,6 +409,15 @@ pub(crate) struct RefreshState<'a> {
     pub failures: u64,
     pub snapshot: Option<&'a Snapshot>,
     pub api: &'a ApiStats,
+}
+
+/// What the OTLP push has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct PushCounts {
+    pub success: u64,
+    pub partial: u64,
+    pub failure: u64,
+    pub last_success: Option<f64>,
 }
 
 pub(crate) struct BuildInfo {
@@ -510,6 +551,26 @@ pub(crate) fn refresh_families(state: &RefreshState) -> Vec<Family> {
         }],
     });
     out.retain(|f| !f.samples.is_empty());
+    out
+}
+
+/// The OTLP push's families, read per scrape and per push.
+pub(crate) fn push_families(p: &PushCounts) -> Vec<Family> {
+    let result = |label: &str, n: u64| Sample {
+        labels: vec![label.to_owned()],
+        value: n as f64,
+    };
+    let mut out = vec![Family {
+        desc: &OTLP_PUSHES,
+        samples: vec![
+            result("success", p.success),
+            result("partial", p.partial),
+            result("failure", p.failure),
+        ],
+    }];
+    if let Some(t) = p.last_success {
+        out.push(one(&OTLP_LAST_SUCCESS, t));
+    }
     out
 }
 

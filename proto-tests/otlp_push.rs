@@ -1,0 +1,1327 @@
+//! Protocol tests of the OTLP push: the real binary against the fake CLS and
+//! an in-process OTLP receiver (tonic `MetricsService`, or a hyper server for
+//! OTLP/HTTP) on 127.0.0.1. Short push intervals keep each test to seconds.
+//! Multi-threaded runtimes: the harness blocks its thread while it waits for
+//! the child process, and the receiver must keep answering meanwhile.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
+};
+use prost::Message;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::exporter::{value, Exporter};
+use support::fake_cls::FakeCls;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::Code;
+
+fn fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proto-tests/fixtures/org.json"
+    ))
+    .expect("fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+// ---------------------------------------------------------------------------
+// The receiver
+
+/// What the receiver answers to one export.
+#[derive(Clone, Debug)]
+enum Answer {
+    Accept,
+    /// Rejected data points and the message.
+    Partial(i64, &'static str),
+    /// A gRPC error, with a RetryInfo delay when given.
+    Grpc(Code, Option<Duration>),
+    /// An OTLP/HTTP status code with an empty body.
+    Http(u16),
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    at: Instant,
+    /// Lowercase names.
+    headers: Vec<(String, String)>,
+    path: String,
+    request: ExportMetricsServiceRequest,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Records every export; answers from a script, then with the fallback.
+#[derive(Clone)]
+struct Collector {
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    fallback: Answer,
+}
+
+impl Collector {
+    fn new(script: Vec<Answer>, fallback: Answer) -> Collector {
+        Collector {
+            got: Arc::default(),
+            script: Arc::new(Mutex::new(script.into())),
+            fallback,
+        }
+    }
+
+    fn accepting() -> Collector {
+        Collector::new(vec![], Answer::Accept)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    fn next_answer(&self) -> Answer {
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+
+    /// Waits (polling, at most `limit`) until `n` exports have arrived.
+    async fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.count() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.count() >= n
+    }
+}
+
+/// `google.rpc.Status` / `google.rpc.RetryInfo`, as a collector sends them.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+#[derive(Clone, PartialEq, Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+#[derive(Clone, PartialEq, Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+#[derive(Clone, PartialEq, Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+fn grpc_status(code: Code, delay: Option<Duration>) -> tonic::Status {
+    let Some(delay) = delay else {
+        return tonic::Status::new(code, "injected");
+    };
+    let info = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: delay.as_secs() as i64,
+            nanos: delay.subsec_nanos() as i32,
+        }),
+    };
+    let status = RpcStatus {
+        code: code as i32,
+        message: "injected".into(),
+        details: vec![ProtoAny {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: info.encode_to_vec(),
+        }],
+    };
+    tonic::Status::with_details(code, "injected", Bytes::from(status.encode_to_vec()))
+}
+
+fn response(rejected: i64, message: &str) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (rejected > 0 || !message.is_empty()).then(|| {
+            ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: message.to_owned(),
+            }
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or("<binary>").to_owned(),
+                )
+            })
+            .collect();
+        self.got.lock().unwrap().push(Received {
+            at: Instant::now(),
+            headers,
+            path: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export".into(),
+            request: request.into_inner(),
+        });
+        match self.next_answer() {
+            Answer::Accept => Ok(tonic::Response::new(response(0, ""))),
+            Answer::Partial(n, message) => Ok(tonic::Response::new(response(n, message))),
+            Answer::Grpc(code, delay) => Err(grpc_status(code, delay)),
+            Answer::Http(code) => panic!("HTTP answer {code} scripted for gRPC"),
+        }
+    }
+}
+
+/// A gRPC receiver on `addr` (port 0: any), optionally behind TLS.
+async fn grpc_collector_on(
+    collector: &Collector,
+    addr: SocketAddr,
+    tls: Option<ServerTlsConfig>,
+) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.expect("bind receiver");
+    let addr = listener.local_addr().unwrap();
+    let service = MetricsServiceServer::new(collector.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).expect("server TLS");
+    }
+    let router = builder.add_service(service);
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    addr
+}
+
+async fn grpc_collector(collector: &Collector) -> SocketAddr {
+    grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await
+}
+
+/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls).
+async fn http_collector(collector: &Collector, tls: Option<rustls::ServerConfig>) -> SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+    let collector = collector.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let collector = collector.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let collector = collector.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let raw = body.collect().await.unwrap().to_bytes();
+                        let gzip = parts
+                            .headers
+                            .get("content-encoding")
+                            .is_some_and(|v| v == "gzip");
+                        let bytes = if gzip {
+                            let mut out = Vec::new();
+                            flate2::read::GzDecoder::new(&raw[..])
+                                .read_to_end(&mut out)
+                                .unwrap();
+                            out
+                        } else {
+                            raw.to_vec()
+                        };
+                        collector.got.lock().unwrap().push(Received {
+                            at: Instant::now(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.as_str().to_owned(), v.to_str().unwrap().to_owned())
+                                })
+                                .collect(),
+                            path: parts.uri.path().to_owned(),
+                            request: ExportMetricsServiceRequest::decode(&bytes[..])
+                                .expect("OTLP/HTTP body decodes"),
+                        });
+                        let (status, body) = match collector.next_answer() {
+                            Answer::Accept => (200, response(0, "").encode_to_vec()),
+                            Answer::Partial(n, m) => (200, response(n, m).encode_to_vec()),
+                            Answer::Http(code) => (code, Vec::new()),
+                            Answer::Grpc(code, _) => panic!("gRPC answer {code:?} for HTTP"),
+                        };
+                        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        response.headers_mut().insert(
+                            "content-type",
+                            hyper::header::HeaderValue::from_static("application/x-protobuf"),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------------------
+// Reading the two outputs
+
+/// One series of either output: (name as in /metrics, labels in order).
+type Series = (String, Vec<(String, String)>);
+
+#[derive(Debug, Default)]
+struct Exposition {
+    help: BTreeMap<String, String>,
+    kind: BTreeMap<String, String>,
+    samples: BTreeMap<Series, f64>,
+}
+
+/// A strict reader of the text format 0.0.4 as this exporter writes it.
+fn parse_exposition(text: &str) -> Exposition {
+    let mut out = Exposition::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap();
+            let help = help.replace("\\n", "\n").replace("\\\\", "\\");
+            out.help.insert(name.to_owned(), help);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.kind.insert(name.to_owned(), kind.to_owned());
+        } else if !line.is_empty() {
+            let (series, value) = parse_sample(line);
+            out.samples.insert(series, value);
+        }
+    }
+    out
+}
+
+fn parse_sample(line: &str) -> (Series, f64) {
+    let name_end = line.find(['{', ' ']).unwrap();
+    let name = line[..name_end].to_owned();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        loop {
+            let (start, c) = chars.next().unwrap();
+            if c == '}' {
+                rest = &body[start + 1..];
+                break;
+            }
+            if c == ',' {
+                continue;
+            }
+            let eq = body[start..].find('=').unwrap() + start;
+            let key = body[start..eq].to_owned();
+            while chars.next().unwrap().0 < eq + 1 {}
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next().unwrap();
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next().unwrap().1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    c => value.push(c),
+                }
+            }
+            labels.push((key, value));
+        }
+    }
+    let value = match rest.trim() {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().unwrap(),
+    };
+    ((name, labels), value)
+}
+
+fn string_attrs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => (kv.key.clone(), s.clone()),
+                other => panic!("attribute {} is not a string: {other:?}", kv.key),
+            },
+        )
+        .collect()
+}
+
+fn metrics_of(request: &ExportMetricsServiceRequest) -> &[Metric] {
+    assert_eq!(request.resource_metrics.len(), 1);
+    assert_eq!(request.resource_metrics[0].scope_metrics.len(), 1);
+    &request.resource_metrics[0].scope_metrics[0].metrics
+}
+
+fn points(metric: &Metric) -> &[NumberDataPoint] {
+    match metric.data.as_ref().expect("data") {
+        metric::Data::Gauge(g) => &g.data_points,
+        metric::Data::Sum(s) => &s.data_points,
+        other => panic!("{}: unexpected data {other:?}", metric.name),
+    }
+}
+
+fn double(point: &NumberDataPoint) -> f64 {
+    match point.value {
+        Some(number_data_point::Value::AsDouble(v)) => v,
+        other => panic!("not a double: {other:?}"),
+    }
+}
+
+/// The value of one pushed series, by its name in the exposition.
+fn pushed_value(request: &ExportMetricsServiceRequest, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for metric in metrics_of(request) {
+        let exposed = match &metric.data {
+            Some(metric::Data::Sum(_)) => format!("{}_total", metric.name),
+            _ => metric.name.clone(),
+        };
+        if exposed != name {
+            continue;
+        }
+        for point in points(metric) {
+            let attrs = string_attrs(&point.attributes);
+            if labels
+                .iter()
+                .all(|(k, v)| attrs.iter().any(|(ak, av)| ak == k && av == v))
+            {
+                return double(point);
+            }
+        }
+    }
+    panic!("{name} {labels:?} was not pushed")
+}
+
+/// The nanosecond time of unix seconds, as the exporter computes it.
+fn nanos(seconds: f64) -> u64 {
+    let whole = seconds.trunc();
+    (whole as u64) * 1_000_000_000 + ((seconds - whole) * 1e9).round() as u64
+}
+
+/// Exposition value of a series of the org (`org_name` first).
+fn org_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name}{{org_name=\"lic-demo\"}} ")
+    } else {
+        format!("{name}{{org_name=\"lic-demo\",{labels}}} ")
+    };
+    value(text, &prefix)
+}
+
+fn reserve_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn eventually_metric(
+    exporter: &Exporter,
+    name: &str,
+    labels: &str,
+    want: impl Fn(f64) -> bool,
+    limit: Duration,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = exporter.metrics().await;
+        if org_value(&text, name, labels).is_some_and(&want) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+/// The pushed request and `/metrics` are two views of one snapshot: every
+/// family, every series and every value of the snapshot part must be the
+/// same; the live families (process, push counters) the same series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::accepting();
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_SERVICE_INSTANCE_ID", "test-instance"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=test,k8s.namespace.name=lic%20ops",
+            ),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let text = exporter.metrics().await;
+    let got = collector.received();
+    assert_eq!(got.len(), 1, "one push per interval");
+    let request = &got[0].request;
+
+    // Resource and scope.
+    let rm = &request.resource_metrics[0];
+    assert_eq!(
+        string_attrs(&rm.resource.as_ref().unwrap().attributes),
+        [
+            ("service.name", "nvidia-license-server-exporter"),
+            ("service.instance.id", "test-instance"),
+            ("service.version", env!("CARGO_PKG_VERSION")),
+            ("deployment.environment", "test"),
+            ("k8s.namespace.name", "lic ops"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
+    let scope = rm.scope_metrics[0].scope.as_ref().unwrap();
+    assert_eq!(scope.name, "nvidia-license-server-exporter");
+    assert_eq!(scope.version, env!("CARGO_PKG_VERSION"));
+
+    let exposition = parse_exposition(&text);
+    let snapshot_time = nanos(org_value(&text, "nvidia_cls_scrape_timestamp_seconds", "").unwrap());
+    let process_start = nanos(value(&text, "process_start_time_seconds ").unwrap());
+    let live = |name: &str| name.starts_with("process_") || name.starts_with("nvidia_cls_otlp_");
+
+    let mut pushed: BTreeMap<Series, f64> = BTreeMap::new();
+    for metric in metrics_of(request) {
+        let (exposed, kind) = match metric.data.as_ref().unwrap() {
+            metric::Data::Gauge(_) => (metric.name.clone(), "gauge"),
+            metric::Data::Sum(sum) => {
+                assert!(sum.is_monotonic, "{}", metric.name);
+                assert_eq!(
+                    sum.aggregation_temporality,
+                    AggregationTemporality::Cumulative as i32
+                );
+                (format!("{}_total", metric.name), "counter")
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            !metric.name.ends_with("_total"),
+            "{}: OTLP counter names have no _total",
+            metric.name
+        );
+        assert_eq!(
+            exposition.kind.get(&exposed).map(String::as_str),
+            Some(kind),
+            "{exposed}: type"
+        );
+        assert_eq!(
+            exposition.help.get(&exposed),
+            Some(&metric.description),
+            "{exposed}: description is the HELP text"
+        );
+        let unit = if metric.name.ends_with("_seconds") {
+            "s"
+        } else if metric.name.ends_with("_bytes") {
+            "By"
+        } else if metric.name.ends_with("_quantity") {
+            "{license}"
+        } else if metric.name.ends_with("_leases") {
+            "{lease}"
+        } else {
+            "1"
+        };
+        assert_eq!(metric.unit, unit, "{}: unit", metric.name);
+        for point in points(metric) {
+            if !live(&metric.name) {
+                assert_eq!(point.time_unix_nano, snapshot_time, "{}", metric.name);
+            }
+            match kind {
+                "counter" => assert_eq!(point.start_time_unix_nano, process_start),
+                _ => assert_eq!(point.start_time_unix_nano, 0),
+            }
+            let series = (exposed.clone(), string_attrs(&point.attributes));
+            assert!(
+                pushed.insert(series.clone(), double(point)).is_none(),
+                "{series:?} pushed twice"
+            );
+        }
+    }
+
+    // Known only after the first push ends, so absent from the first push.
+    const AFTER_FIRST: &str = "nvidia_cls_otlp_last_success_timestamp_seconds";
+    assert!(org_value(&text, AFTER_FIRST, "").is_some());
+    let names = |m: &BTreeMap<Series, f64>| {
+        m.keys()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n != AFTER_FIRST)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        names(&pushed),
+        names(&exposition.samples),
+        "the same families"
+    );
+    assert!(names(&pushed).contains("nvidia_cls_license_server_feature_active_leases"));
+    assert!(names(&pushed).contains("nvidia_cls_otlp_pushes_total"));
+    for (series, exposed) in exposition
+        .samples
+        .iter()
+        .filter(|(s, _)| s.0 != AFTER_FIRST)
+    {
+        let Some(pushed_value) = pushed.get(series) else {
+            panic!("{series:?} is in /metrics but was not pushed");
+        };
+        if !live(&series.0) {
+            assert_eq!(pushed_value, exposed, "{series:?}");
+        }
+    }
+    assert_eq!(
+        pushed.len(),
+        exposition.samples.len() - 1,
+        "the same series"
+    );
+    // The push counters were read before this push ended: zero then, one now.
+    assert_eq!(
+        pushed_value(
+            request,
+            "nvidia_cls_otlp_pushes_total",
+            &[("result", "success")]
+        ),
+        0.0
+    );
+}
+
+/// Pull and push read the same cache: scrapes every 100 ms and pushes every
+/// 250 ms together make one CLS refresh per CACHE_TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_and_push_together_make_one_refresh_per_ttl() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::accepting();
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("CACHE_TTL", "2s"),
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
+        ],
+    );
+    let started = Instant::now();
+    let mut scrapes = 0;
+    while started.elapsed() < Duration::from_millis(5000) {
+        exporter.metrics().await;
+        scrapes += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let text = exporter.metrics().await;
+    let refreshes = org_value(&text, "nvidia_cls_refreshes_total", "result=\"success\"").unwrap();
+    let group_listings = cls.requests_ending_with("/virtual-groups");
+    assert!(
+        scrapes >= 20 && collector.count() >= 10,
+        "{scrapes} scrapes, {} pushes",
+        collector.count()
+    );
+    // t=0, then one per TTL (a refresh may start up to one scrape late).
+    let most = (elapsed / 2.0).ceil() + 1.0;
+    assert!(
+        refreshes >= 2.0 && refreshes <= most,
+        "{refreshes} refreshes in {elapsed:.1}s with a 2s TTL"
+    );
+    assert_eq!(
+        group_listings as f64, refreshes,
+        "one group listing per refresh"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_is_retried_until_the_export_timeout() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::new(vec![], Answer::Grpc(Code::Unavailable, None));
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    // Nothing more once the batch is given up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = collector.received();
+    let first = got[0].at;
+    let span = got.last().unwrap().at - first;
+    // Backoff 0.25–0.5 s, then 0.5–1 s, then 1–2 s: 3 or 4 attempts in 2 s.
+    assert!((3..=4).contains(&got.len()), "{} attempts", got.len());
+    assert!(span < Duration::from_millis(2000), "attempts span {span:?}");
+    for pair in got.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(240),
+            "backoff"
+        );
+    }
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"failure\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
+        Some(0.0)
+    );
+    assert!(org_value(&text, "nvidia_cls_otlp_last_success_timestamp_seconds", "").is_none());
+    assert!(
+        exporter.stderr().contains("deadline reached"),
+        "{}",
+        exporter.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_argument_is_not_retried() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::new(vec![], Answer::Grpc(Code::InvalidArgument, None));
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(collector.count(), 1, "no retry");
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"failure\""),
+        Some(1.0)
+    );
+    assert!(exporter.stderr().contains("InvalidArgument"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_exhausted_is_retried_after_the_collectors_delay() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::new(
+        vec![Answer::Grpc(
+            Code::ResourceExhausted,
+            Some(Duration::from_millis(1200)),
+        )],
+        Answer::Accept,
+    );
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ],
+    );
+    assert!(collector.wait_for(2, Duration::from_secs(10)).await);
+    let got = collector.received();
+    assert!(got[1].at - got[0].at >= Duration::from_millis(1150));
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"success\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    let last = org_value(&text, "nvidia_cls_otlp_last_success_timestamp_seconds", "").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(last <= now && last > now - 30.0, "{last} vs {now}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_success_is_logged_and_not_retried() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::new(
+        vec![Answer::Partial(3, "3 points had a bad unit")],
+        Answer::Accept,
+    );
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"partial\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(collector.count(), 1, "a partial success is not retried");
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"failure\""),
+        Some(0.0)
+    );
+    let log = exporter.stderr();
+    assert!(
+        log.contains("rejected some data points: 3 points had a bad unit")
+            && log.contains("rejected_data_points=3"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::accepting();
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20sekrit-token,x-scope-orgid=acme",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("LOG_LEVEL", "debug"),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let got = &collector.received()[0];
+    assert_eq!(got.header("authorization"), Some("Bearer sekrit-token"));
+    assert_eq!(got.header("x-scope-orgid"), Some("acme"));
+    assert_eq!(got.header("grpc-encoding"), Some("gzip"));
+    assert!(got.header("grpc-timeout").is_some(), "per-export timeout");
+    assert!(!metrics_of(&got.request).is_empty());
+    let mut exporter = exporter;
+    assert!(exporter.signal_and_wait("TERM").success());
+    let log = exporter.stderr() + &exporter.stdout();
+    assert!(!log.contains("sekrit"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_at_start_then_up_receives_data() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let addr = reserve_port();
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "400"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
+        ],
+    );
+    // Down: pushes fail, /metrics is served as usual.
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v >= 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(org_value(&text, "nvidia_cls_up", ""), Some(1.0));
+    let collector = Collector::accepting();
+    grpc_collector_on(&collector, addr, None).await;
+    assert!(
+        collector.wait_for(1, Duration::from_secs(10)).await,
+        "data arrives once the collector is up; log:\n{}",
+        exporter.stderr()
+    );
+    let request = &collector.received()[0].request;
+    assert_eq!(
+        pushed_value(request, "nvidia_cls_up", &[("org_name", "lic-demo")]),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_makes_a_last_push_and_exits_promptly() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::accepting();
+    let addr = grpc_collector(&collector).await;
+    let endpoint = format!("http://{addr}");
+    let mut exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ],
+    );
+    eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"success\"",
+        |v| v == 1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let started = Instant::now();
+    assert!(exporter.signal_and_wait("TERM").success());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        collector.count(),
+        2,
+        "the last push; log:\n{}",
+        exporter.stderr()
+    );
+    let last = &collector.received()[1].request;
+    assert_eq!(
+        pushed_value(
+            last,
+            "nvidia_cls_otlp_pushes_total",
+            &[("result", "success")]
+        ),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_dead_collector_still_exits_promptly() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    // A collector that accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let endpoint = format!("http://{addr}");
+    let mut exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    );
+    // /metrics stays fast while pushes hang.
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(
+            org_value(&exporter.metrics().await, "nvidia_cls_up", ""),
+            Some(1.0)
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    assert!(exporter.signal_and_wait("TERM").success());
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!held.lock().unwrap().is_empty());
+}
+
+// --- TLS --------------------------------------------------------------------
+
+struct Pki {
+    ca_pem: String,
+    server_cert_pem: String,
+    server_key_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+/// A CA made for this run, a server certificate for 127.0.0.1 and a client
+/// certificate, both signed by it.
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["exporter".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    }
+}
+
+fn temp_file(test: &str, name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nlse-otlp-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_file() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let pki = pki();
+    let collector = Collector::accepting();
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+    ));
+    let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
+    let ca = temp_file("tls", "ca.pem", &pki.ca_pem);
+    let endpoint = format!("https://{addr}");
+    let _exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+
+    // Without the CA file the collector's certificate is not trusted.
+    let untrusting = Collector::accepting();
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+    ));
+    let addr = grpc_collector_on(&untrusting, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
+    let endpoint = format!("https://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+        ],
+    );
+    eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(untrusting.count(), 0);
+    assert!(
+        exporter.stderr().to_lowercase().contains("certificate"),
+        "{}",
+        exporter.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_with_a_client_certificate() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let pki = pki();
+    let collector = Collector::accepting();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &pki.server_cert_pem,
+            &pki.server_key_pem,
+        ))
+        .client_ca_root(Certificate::from_pem(&pki.ca_pem));
+    let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
+    let ca = temp_file("mtls", "ca.pem", &pki.ca_pem);
+    let cert = temp_file("mtls", "client.pem", &pki.client_cert_pem);
+    let key = temp_file("mtls", "client-key.pem", &pki.client_key_pem);
+    let endpoint = format!("https://{addr}");
+    let base = [
+        ("OTEL_ENABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+    ];
+
+    // No client certificate: the collector refuses the handshake.
+    let anonymous = Exporter::start(&cls.base_url(), &base);
+    eventually_metric(
+        &anonymous,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(collector.count(), 0);
+    drop(anonymous);
+
+    let mut env = base.to_vec();
+    env.push((
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        cert.to_str().unwrap(),
+    ));
+    env.push(("OTEL_EXPORTER_OTLP_CLIENT_KEY", key.to_str().unwrap()));
+    let _exporter = Exporter::start(&cls.base_url(), &env);
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_tls_files_and_bad_headers_stop_the_start_with_exit_2() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")],
+            "OTEL_EXPORTER_OTLP_CERTIFICATE=\"/nonexistent/ca.pem\" cannot be read",
+        ),
+        (
+            &[(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "/nonexistent/c.pem",
+            )],
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        ),
+        (
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "bad name=sekrit")],
+            "OTEL_EXPORTER_OTLP_HEADERS=\"<redacted>\" is not valid: entry 1",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut env = vec![
+            ("NVIDIA_API_KEY", "k"),
+            ("NVIDIA_ORG_NAME", "o"),
+            ("OTEL_ENABLED", "true"),
+        ];
+        env.extend_from_slice(extra);
+        let (status, _, stderr) = support::exporter::run_to_end(&env, &[]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("sekrit"));
+    }
+}
+
+// --- OTLP/HTTP ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_push_with_gzip_and_headers() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::accepting();
+    let addr = http_collector(&collector, None).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Basic%20c2Vrcml0",
+            ),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    let got = &collector.received()[0];
+    assert_eq!(got.path, "/v1/metrics");
+    assert_eq!(got.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    assert_eq!(got.header("authorization"), Some("Basic c2Vrcml0"));
+    let text = exporter.metrics().await;
+    let exposed = org_value(
+        &text,
+        "nvidia_cls_license_server_active_leases",
+        "virtual_group_id=\"2\",virtual_group_name=\"東京\",server_id=\"c3d4e5f6-0002-4000-8000-00000000000c\",server_name=\"tokyo-ls-01\"",
+    )
+    .unwrap();
+    assert_eq!(
+        pushed_value(
+            &got.request,
+            "nvidia_cls_license_server_active_leases",
+            &[("server_name", "tokyo-ls-01")]
+        ),
+        exposed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_retries_503_but_not_400() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let collector = Collector::new(
+        vec![
+            Answer::Http(503),
+            Answer::Http(503),
+            Answer::Accept,
+            Answer::Http(400),
+        ],
+        Answer::Accept,
+    );
+    let addr = http_collector(&collector, None).await;
+    let endpoint = format!("http://{addr}");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3000"),
+        ],
+    );
+    // Batch 1: 503, 503, accepted. Batch 2 (3 s later): 400, not retried.
+    assert!(collector.wait_for(4, Duration::from_secs(10)).await);
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v == 1.0,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
+        Some(1.0)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(collector.count(), 4, "the 400 was not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_over_mtls() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let pki = pki();
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let collector = Collector::accepting();
+    let addr = http_collector(&collector, Some(config)).await;
+    let ca = temp_file("http-mtls", "ca.pem", &pki.ca_pem);
+    let cert = temp_file("http-mtls", "client.pem", &pki.client_cert_pem);
+    let key = temp_file("http-mtls", "client-key.pem", &pki.client_key_pem);
+    let endpoint = format!("https://{addr}");
+    let _exporter = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("OTEL_ENABLED", "true"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                cert.to_str().unwrap(),
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", key.to_str().unwrap()),
+        ],
+    );
+    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
+    assert_eq!(collector.received()[0].path, "/v1/metrics");
+}

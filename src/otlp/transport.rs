@@ -1,0 +1,552 @@
+//! One export attempt to the collector: OTLP/gRPC over tonic, or
+//! OTLP/HTTP (protobuf) over the hyper client, and the classification of
+//! the answer per the OTLP specification (retryable or not, server-given
+//! delay, partial success). Retrying is the caller's business (`delivery`).
+
+use crate::config::{OtelConfig, OtlpCompression, OtlpProtocol};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// Largest answer read from an OTLP/HTTP collector (an export response or
+/// an error status is a few hundred bytes).
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// A `Retry-After` longer than this is treated as this: the delivery
+/// deadline cuts it short anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
+/// The collector took the batch; `rejected` data points of it were refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub rejected: i64,
+    /// The collector's partial-success message, possibly empty.
+    pub message: String,
+}
+
+/// Why an attempt failed, and whether the OTLP specification allows a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// `delay`: what the collector asked for (gRPC RetryInfo, HTTP Retry-After).
+    Retryable {
+        reason: String,
+        delay: Option<Duration>,
+    },
+    Permanent(String),
+}
+
+/// The TLS material and headers, read and checked before anything starts:
+/// a bad file or header is a bad setting (exit 2), not a failed push.
+#[derive(Clone)]
+pub(crate) struct Material {
+    /// PEM, holding at least one certificate.
+    ca: Option<Vec<u8>>,
+    /// PEM certificate chain and key.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// OTEL_EXPORTER_OTLP_HEADERS; every value marked sensitive.
+    headers: HeaderMap,
+}
+
+impl Material {
+    pub(crate) fn load(config: &OtelConfig) -> Result<Material, String> {
+        let ca = match &config.certificate {
+            None => None,
+            Some(path) => {
+                let pem = read("OTEL_EXPORTER_OTLP_CERTIFICATE", path)?;
+                certificates("OTEL_EXPORTER_OTLP_CERTIFICATE", path, &pem)?;
+                Some(pem)
+            }
+        };
+        let identity = match (&config.client_certificate, &config.client_key) {
+            (None, None) => None,
+            (Some(cert_path), Some(key_path)) => {
+                let cert = read("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_path)?;
+                certificates("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_path, &cert)?;
+                let key = read("OTEL_EXPORTER_OTLP_CLIENT_KEY", key_path)?;
+                PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                    format!(
+                        "OTEL_EXPORTER_OTLP_CLIENT_KEY=\"{}\" holds no usable PEM private key: {e:?}",
+                        key_path.display()
+                    )
+                })?;
+                Some((cert, key))
+            }
+            (Some(_), None) => {
+                return Err("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without OTEL_EXPORTER_OTLP_CLIENT_KEY: set both for mTLS".to_owned())
+            }
+            (None, Some(_)) => {
+                return Err("OTEL_EXPORTER_OTLP_CLIENT_KEY is set without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: set both for mTLS".to_owned())
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (i, (key, value)) in config.headers.iter().enumerate() {
+            // The value is a secret: name the entry, never show it.
+            let bad = |what: &str| {
+                format!(
+                    "OTEL_EXPORTER_OTLP_HEADERS=\"<redacted>\" is not valid: entry {} has {what}",
+                    i + 1
+                )
+            };
+            let name = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| bad("a name that is not a valid header name"))?;
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|_| bad("a value with characters not allowed in a header"))?;
+            value.set_sensitive(true);
+            headers.append(name, value);
+        }
+        Ok(Material {
+            ca,
+            identity,
+            headers,
+        })
+    }
+}
+
+fn read(setting: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{setting}=\"{}\" cannot be read: {e}", path.display()))
+}
+
+fn certificates(
+    setting: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{setting}=\"{}\" is not valid PEM: {e:?}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{setting}=\"{}\" holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// A connection to the collector; cheap to clone.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    // Boxed: both clients are a few hundred bytes.
+    Grpc(Box<Grpc>),
+    Http(Box<Http>),
+}
+
+impl Transport {
+    /// Connects lazily: a collector that is down at start is reached once it
+    /// is up. Must run inside the runtime.
+    pub(crate) fn new(config: &OtelConfig, material: &Material) -> Result<Transport, String> {
+        match config.protocol {
+            OtlpProtocol::Grpc => Grpc::new(config, material).map(|g| Transport::Grpc(Box::new(g))),
+            OtlpProtocol::HttpProtobuf => {
+                Http::new(config, material).map(|h| Transport::Http(Box::new(h)))
+            }
+        }
+    }
+
+    /// One attempt; `timeout` is also told to the collector (`grpc-timeout`).
+    pub(crate) async fn export(
+        &self,
+        request: &ExportMetricsServiceRequest,
+        timeout: Duration,
+    ) -> Result<Accepted, Failure> {
+        match self {
+            Transport::Grpc(grpc) => grpc.export(request, timeout).await,
+            Transport::Http(http) => http.export(request).await,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Grpc {
+    client: MetricsServiceClient<Channel>,
+    metadata: MetadataMap,
+}
+
+impl Grpc {
+    fn new(config: &OtelConfig, material: &Material) -> Result<Grpc, String> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            format!(
+                "the OTLP endpoint \"{}\" is not usable: {e}",
+                config.endpoint
+            )
+        };
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| invalid(&e))?
+            .user_agent(USER_AGENT)
+            .map_err(|e| invalid(&e))?
+            .connect_timeout(config.timeout)
+            .tcp_nodelay(true);
+        if !config.insecure {
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some(ca) = &material.ca {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &material.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
+        }
+        let mut client = MetricsServiceClient::new(endpoint.connect_lazy());
+        if config.compression == OtlpCompression::Gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        Ok(Grpc {
+            client,
+            metadata: MetadataMap::from_headers(material.headers.clone()),
+        })
+    }
+
+    async fn export(
+        &self,
+        request: &ExportMetricsServiceRequest,
+        timeout: Duration,
+    ) -> Result<Accepted, Failure> {
+        let mut call = tonic::Request::new(request.clone());
+        *call.metadata_mut() = self.metadata.clone();
+        call.set_timeout(timeout);
+        match self.client.clone().export(call).await {
+            Ok(response) => Ok(accepted(response.into_inner())),
+            Err(status) => Err(classify_grpc(&status)),
+        }
+    }
+}
+
+fn accepted(response: ExportMetricsServiceResponse) -> Accepted {
+    response
+        .partial_success
+        .map(|p| Accepted {
+            rejected: p.rejected_data_points,
+            message: p.error_message,
+        })
+        .unwrap_or_default()
+}
+
+/// The OTLP specification's retryable gRPC codes; RESOURCE_EXHAUSTED only
+/// when the collector says when to come back (RetryInfo).
+pub(crate) fn classify_grpc(status: &tonic::Status) -> Failure {
+    use tonic::Code;
+    let delay = retry_delay(status.details());
+    let mut reason = format!("{:?}: {}", status.code(), status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        reason.push_str(": ");
+        reason.push_str(&error_chain(source));
+    }
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Failure::Retryable { reason, delay },
+        Code::ResourceExhausted if delay.is_some() => Failure::Retryable { reason, delay },
+        _ => Failure::Permanent(reason),
+    }
+}
+
+/// The message and every cause under it (tonic and hyper hide the useful
+/// part, such as "connection refused", in the source chain).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `google.rpc.Status` and the parts of it read here (no googleapis crate
+/// for three messages).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<ProtoAny>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ProtoAny {
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+pub(crate) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// The RetryInfo delay in a `google.rpc.Status` (gRPC `grpc-status-details-bin`,
+/// or an OTLP/HTTP error body).
+fn retry_delay(status_details: &[u8]) -> Option<Duration> {
+    if status_details.is_empty() {
+        return None;
+    }
+    let status = RpcStatus::decode(status_details).ok()?;
+    status
+        .details
+        .iter()
+        .filter(|any| any.type_url == RETRY_INFO_TYPE)
+        .find_map(|any| RetryInfo::decode(&any.value[..]).ok()?.retry_delay)
+        .map(|d| {
+            let seconds = u64::try_from(d.seconds).unwrap_or(0);
+            let nanos = u32::try_from(d.nanos).unwrap_or(0).min(999_999_999);
+            Duration::new(seconds, nanos).min(MAX_RETRY_AFTER)
+        })
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: HttpClient,
+    uri: hyper::Uri,
+    headers: HeaderMap,
+    gzip: bool,
+}
+
+impl Http {
+    fn new(config: &OtelConfig, material: &Material) -> Result<Http, String> {
+        let uri: hyper::Uri = config.endpoint.parse().map_err(|e| {
+            format!(
+                "the OTLP endpoint \"{}\" is not usable: {e}",
+                config.endpoint
+            )
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let (Some(ca), Some(path)) = (&material.ca, &config.certificate) {
+            for cert in certificates("OTEL_EXPORTER_OTLP_CERTIFICATE", path, ca)? {
+                roots.add(cert).map_err(|e| {
+                    format!(
+                        "OTEL_EXPORTER_OTLP_CERTIFICATE holds a certificate rustls rejects: {e}"
+                    )
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots);
+        let tls = match &material.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: {e:?}"))?;
+                let key = PrivateKeyDer::from_pem_slice(key)
+                    .map_err(|e| format!("OTEL_EXPORTER_OTLP_CLIENT_KEY: {e:?}"))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    format!("the OTLP client certificate and key do not fit together: {e}")
+                })?
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Ok(Http {
+            client,
+            uri,
+            headers: material.headers.clone(),
+            gzip: config.compression == OtlpCompression::Gzip,
+        })
+    }
+
+    async fn export(&self, request: &ExportMetricsServiceRequest) -> Result<Accepted, Failure> {
+        let mut body = request.encode_to_vec();
+        let mut builder = hyper::Request::post(self.uri.clone())
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header(hyper::header::USER_AGENT, USER_AGENT);
+        if self.gzip {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4 + 64),
+                flate2::Compression::default(),
+            );
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(&body);
+            body = encoder.finish().unwrap_or_default();
+            builder = builder.header(CONTENT_ENCODING, "gzip");
+        }
+        if let Some(headers) = builder.headers_mut() {
+            for (name, value) in &self.headers {
+                headers.append(name, value.clone());
+            }
+        }
+        let http_request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Failure::Permanent(format!("cannot build the request: {e}")))?;
+        let response = self
+            .client
+            .request(http_request)
+            .await
+            .map_err(|e| Failure::Retryable {
+                reason: error_chain(&e),
+                delay: None,
+            })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| Failure::Retryable {
+                reason: format!("HTTP {status}, reading the answer: {e}"),
+                delay: None,
+            })?;
+        if status.is_success() {
+            // An empty or undecodable 2xx body is a full success.
+            return Ok(ExportMetricsServiceResponse::decode(body)
+                .map(accepted)
+                .unwrap_or_default());
+        }
+        let rpc = RpcStatus::decode(body.clone()).ok();
+        let message = rpc.as_ref().map(|s| s.message.as_str()).unwrap_or_default();
+        let reason = if message.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {message}")
+        };
+        match status.as_u16() {
+            429 | 502 | 503 | 504 => Err(Failure::Retryable {
+                reason,
+                delay: retry_after.or_else(|| retry_delay(&body)),
+            }),
+            _ => Err(Failure::Permanent(reason)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn with_retry_info(code: Code, seconds: i64) -> tonic::Status {
+        let info = RetryInfo {
+            retry_delay: Some(ProtoDuration { seconds, nanos: 0 }),
+        };
+        let status = RpcStatus {
+            code: code as i32,
+            message: "slow down".into(),
+            details: vec![ProtoAny {
+                type_url: RETRY_INFO_TYPE.into(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        tonic::Status::with_details(code, "slow down", Bytes::from(status.encode_to_vec()))
+    }
+
+    #[test]
+    fn only_the_specified_codes_are_retried() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&tonic::Status::new(code, "x")),
+                    Failure::Retryable { delay: None, .. }
+                ),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::ResourceExhausted,
+        ] {
+            assert!(
+                matches!(
+                    classify_grpc(&tonic::Status::new(code, "x")),
+                    Failure::Permanent(_)
+                ),
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_exhausted_with_retry_info_is_retried_after_the_given_delay() {
+        assert_eq!(
+            classify_grpc(&with_retry_info(Code::ResourceExhausted, 3)),
+            Failure::Retryable {
+                reason: "ResourceExhausted: slow down".into(),
+                delay: Some(Duration::from_secs(3))
+            }
+        );
+        let Failure::Retryable { delay, .. } =
+            classify_grpc(&with_retry_info(Code::Unavailable, 100_000))
+        else {
+            panic!("retryable")
+        };
+        assert_eq!(delay, Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn garbage_status_details_give_no_delay() {
+        assert_eq!(retry_delay(b"\xff\xff\xff"), None);
+        assert_eq!(retry_delay(b""), None);
+    }
+}
