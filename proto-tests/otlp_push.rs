@@ -516,7 +516,15 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
         ],
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = exporter.metrics().await;
+    // Scraped once the exporter has counted the push's answer.
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"success\"",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
     let got = collector.received();
     assert_eq!(got.len(), 1, "one push per interval");
     let request = &got[0].request;
