@@ -568,14 +568,18 @@ fn array_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .unwrap_or(&[])
 }
 
+/// `v` without `keys`. Only the kept fields are cloned: a group's servers
+/// and leases (most of a generated org) are never copied just to be dropped.
 fn without(v: &Value, keys: &[&str]) -> Value {
-    let mut v = v.clone();
-    if let Some(obj) = v.as_object_mut() {
-        for k in keys {
-            obj.remove(*k);
-        }
+    match v.as_object() {
+        Some(obj) => Value::Object(
+            obj.iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => v.clone(),
     }
-    v
 }
 
 fn route(st: &State, method: &Method, rec: &Recorded) -> Reply {
