@@ -29,6 +29,7 @@ pub(crate) const MAX_CLS_PAGE_SIZE: u32 = 10_000;
 pub(crate) const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
 pub(crate) const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 pub(crate) const DEFAULT_OTEL_ENABLED: bool = false;
+pub(crate) const DEFAULT_WEB_HEALTHZ_OPEN: bool = true;
 pub(crate) const DEFAULT_OTEL_ENDPOINT: &str = "127.0.0.1:4317";
 pub(crate) const DEFAULT_OTEL_SERVICE_NAME: &str = "nvidia-license-server-exporter";
 /// The service instance id when neither OTEL_SERVICE_INSTANCE_ID nor HOSTNAME is set.
@@ -73,6 +74,10 @@ pub(crate) struct Config {
     pub cls_page_size: u32,
     /// Extra PEM CA bundle for the CLS API; read by `main`.
     pub api_ca_file: Option<PathBuf>,
+    /// Prometheus exporter-toolkit web configuration file (TLS, basic auth); read by `main`.
+    pub web_config_file: Option<PathBuf>,
+    /// Whether `/healthz` stays open when basic auth is configured.
+    pub healthz_open: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Normalised to `http://host:port` (port 80 when none was given).
@@ -300,6 +305,8 @@ mod table {
     pub(super) const API_CA_FILE: Setting = flag("NVIDIA_API_CA_FILE", "nvidia-api-ca-file", "path", Nothing, "PEM CA bundle trusted for CLS on top of the built-in roots");
     pub(super) const LOG_LEVEL: Setting = flag("LOG_LEVEL", "log-level", "level", Text(DEFAULT_LOG_LEVEL.as_str()), "error, warn, info or debug");
     pub(super) const LOG_FORMAT: Setting = flag("LOG_FORMAT", "log-format", "format", Text(DEFAULT_LOG_FORMAT.as_str()), "text or json");
+    pub(super) const WEB_CONFIG_FILE: Setting = flag("WEB_CONFIG_FILE", "web.config.file", "path", Nothing, "exporter-toolkit web config: TLS and basic auth for the listener");
+    pub(super) const WEB_HEALTHZ_OPEN: Setting = flag("WEB_HEALTHZ_OPEN", "web.healthz-open", "", Bool(DEFAULT_WEB_HEALTHZ_OPEN), "serve /healthz without basic auth");
     pub(super) const OTEL_ENABLED: Setting = flag("OTEL_ENABLED", "otel-enabled", "", Bool(DEFAULT_OTEL_ENABLED), "push metrics over OTLP");
     pub(super) const OTEL_ENDPOINT: Setting = flag("OTEL_ENDPOINT", "otel-endpoint", "host:port", Text(DEFAULT_OTEL_ENDPOINT), "OTLP collector; an http:// or https:// scheme decides TLS");
     pub(super) const OTEL_SERVICE_NAME: Setting = flag("OTEL_SERVICE_NAME", "otel-service-name", "name", Text(DEFAULT_OTEL_SERVICE_NAME), "service.name resource attribute");
@@ -327,7 +334,8 @@ mod table {
 
     pub(super) const SETTINGS: &[Setting] = &[
         API_KEY, ORG_NAME, API_BASE_URL, SERVICE_INSTANCE_ID, LISTEN_ADDRESS, METRICS_PATH, SCRAPE_TIMEOUT,
-        CACHE_TTL, PARALLELISM, CLS_PAGE_SIZE, API_CA_FILE, LOG_LEVEL, LOG_FORMAT, OTEL_ENABLED,
+        CACHE_TTL, PARALLELISM, CLS_PAGE_SIZE, API_CA_FILE, LOG_LEVEL, LOG_FORMAT, WEB_CONFIG_FILE,
+        WEB_HEALTHZ_OPEN, OTEL_ENABLED,
         OTEL_ENDPOINT, OTEL_SERVICE_NAME, OTEL_SERVICE_INSTANCE_ID, OTEL_INSECURE, OTEL_PUSH_INTERVAL,
         API_KEY_FILE, PORT, HOSTNAME, HTTPS_PROXY, NO_PROXY, OTLP_ENDPOINT, OTLP_METRICS_ENDPOINT,
         OTLP_PROTOCOL, OTLP_HEADERS, OTLP_TIMEOUT, OTLP_COMPRESSION, OTLP_CERTIFICATE,
@@ -576,6 +584,8 @@ fn build(
             parse_in_range(v, MAX_CLS_PAGE_SIZE)
         })?,
         api_ca_file: raw.string(&API_CA_FILE).map(PathBuf::from),
+        web_config_file: raw.string(&WEB_CONFIG_FILE).map(PathBuf::from),
+        healthz_open: raw.parse_or(&WEB_HEALTHZ_OPEN, DEFAULT_WEB_HEALTHZ_OPEN, parse_bool)?,
         log_level: raw.parse_or(&LOG_LEVEL, DEFAULT_LOG_LEVEL, LogLevel::parse)?,
         log_format: raw.parse_or(&LOG_FORMAT, DEFAULT_LOG_FORMAT, LogFormat::parse)?,
         https_proxy,

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod base64;
 mod cache;
 mod cls;
 mod config;
@@ -27,6 +28,7 @@ mod server;
 mod snapshot;
 mod stall_guard;
 mod status_page;
+mod web_config;
 
 use cache::{Cache, RefreshFn, RenderFn, Status};
 use cls::{ApiStats, ClientSettings, ClsClient};
@@ -75,42 +77,55 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
-        Ok(Command::Run(config)) => {
-            // The CA file is part of the configuration: a bad one is a bad
-            // setting (exit 2), found before anything starts.
-            let extra_roots = match &config.api_ca_file {
-                Some(path) => match read_certificates(path) {
-                    Ok(certs) => certs,
-                    Err(error) => {
-                        eprintln!("{NAME}: {error}");
-                        return ExitCode::from(2);
-                    }
-                },
-                None => Vec::new(),
-            };
-            // So are the OTLP certificate files and headers.
-            let otlp = match config
-                .otel
-                .enabled
-                .then(|| otlp::Material::load(&config.otel))
-                .transpose()
-            {
-                Ok(material) => material,
-                Err(error) => {
-                    eprintln!("{NAME}: {error}");
-                    return ExitCode::from(2);
-                }
-            };
-            run(config, extra_roots, otlp)
-        }
+        Ok(Command::Run(config)) => match Files::load(&config) {
+            Ok(files) => run(config, files),
+            Err(error) => {
+                eprintln!("{NAME}: {error}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
-fn run(
-    config: Config,
+/// The files the settings name, read and checked before anything starts:
+/// a bad one is a bad setting (exit 2).
+struct Files {
+    /// NVIDIA_API_CA_FILE.
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The OTLP certificates and headers, when the push is enabled.
     otlp: Option<otlp::Material>,
-) -> ExitCode {
+    /// WEB_CONFIG_FILE: listener TLS and basic auth.
+    web: web_config::WebConfig,
+}
+
+impl Files {
+    fn load(config: &Config) -> Result<Files, String> {
+        let extra_roots = match &config.api_ca_file {
+            Some(path) => read_certificates(path)?,
+            None => Vec::new(),
+        };
+        let otlp = config
+            .otel
+            .enabled
+            .then(|| otlp::Material::load(&config.otel))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let web = match &config.web_config_file {
+            Some(path) => web_config::load(path)?,
+            None => web_config::WebConfig {
+                tls: None,
+                auth: None,
+            },
+        };
+        Ok(Files {
+            extra_roots,
+            otlp,
+            web,
+        })
+    }
+}
+
+fn run(config: Config, files: Files) -> ExitCode {
     init_logging(config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,7 +137,7 @@ fn run(
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(config, extra_roots, otlp)) {
+    match runtime.block_on(serve(config, files)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -150,11 +165,12 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-async fn serve(
-    config: Config,
-    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    otlp: Option<otlp::Material>,
-) -> Result<(), String> {
+async fn serve(config: Config, files: Files) -> Result<(), String> {
+    let Files {
+        extra_roots,
+        otlp,
+        web,
+    } = files;
     let stats = Arc::new(ApiStats::default());
     let client = ClsClient::new(
         ClientSettings {
@@ -193,6 +209,8 @@ async fn serve(
         base_url = %config.api_base_url,
         cache_ttl = %duration::format_go_duration(config.cache_ttl),
         scrape_timeout = %duration::format_go_duration(config.scrape_timeout),
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
         "{NAME} {} listening", BUILD.version
     );
     let push_stats = otlp.as_ref().map(|_| Arc::new(otlp::PushStats::default()));
@@ -212,6 +230,9 @@ async fn serve(
         metrics_path: config.metrics_path.clone(),
         org: config.org_name.clone(),
         push: push_stats,
+        tls: web.tls.map(tokio_rustls::TlsAcceptor::from),
+        auth: web.auth,
+        healthz_open: config.healthz_open,
     });
     server::serve(listener, state, shutdown_signal()).await;
     if let Some(push) = push {

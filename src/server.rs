@@ -9,10 +9,12 @@ use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
 use crate::stall_guard::StallGuard;
 use crate::status_page;
+use crate::web_config::BasicAuth;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{
-    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+    VARY, WWW_AUTHENTICATE,
 };
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -43,6 +45,11 @@ pub(crate) struct AppState {
     pub org: String,
     /// Present when the OTLP push is enabled: its counters are live values.
     pub push: Option<Arc<crate::otlp::PushStats>>,
+    /// TLS for the listener (`--web.config.file`), when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Basic auth for every route but (with `healthz_open`) `/healthz`.
+    pub auth: Option<Arc<BasicAuth>>,
+    pub healthz_open: bool,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
@@ -80,16 +87,34 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(req, &state).await) }
-        });
-        let connection = graceful.watch(http.serve_connection(
-            TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT)),
-            service,
-        ));
+        let http = http.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = connection.await;
+            let service = {
+                let state = state.clone();
+                service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                })
+            };
+            match &state.tls {
+                None => {
+                    let io = TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT));
+                    let _ = watcher.watch(http.serve_connection(io, service)).await;
+                }
+                // The handshake gets the header read timeout too: a client
+                // that opens TLS and goes quiet must not hold a slot.
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let io = TokioIo::new(StallGuard::new(tls, WRITE_STALL_TIMEOUT));
+                            let _ = watcher.watch(http.serve_connection(io, service)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -115,6 +140,17 @@ async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Chunks> {
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
+    if let Some(auth) = &state.auth {
+        let open = path == "/healthz" && state.healthz_open;
+        if !open && !authorized(auth, &req).await {
+            let mut response = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"nvidia-license-server-exporter\""),
+            );
+            return response;
+        }
+    }
     if path == state.metrics_path {
         metrics(&req, state).await
     } else if path == "/healthz" {
@@ -122,6 +158,19 @@ async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Chunks> {
     } else {
         landing(state)
     }
+}
+
+/// bcrypt is slow on purpose: verify on the blocking pool, not on the
+/// threads that serve other connections.
+async fn authorized(auth: &Arc<BasicAuth>, req: &Request<Incoming>) -> bool {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let auth = auth.clone();
+    tokio::task::spawn_blocking(move || auth.check(header.as_deref()))
+        .await
+        .unwrap_or(false)
 }
 
 async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> {

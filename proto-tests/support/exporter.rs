@@ -204,26 +204,42 @@ pub async fn http(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    http_on(stream, &addr.to_string(), method, path, headers).await
+}
+
+/// One HTTP/1.1 exchange on an open stream (plain or TLS), read to the end.
+pub async fn http_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut request =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (k, v) in headers {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await.expect("send");
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
+        // A TLS peer may close without close_notify: keep what was read.
+        let _ = stream.read_to_end(&mut raw).await;
         raw
     };
     let raw = tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
         .expect("HTTP exchange within 30 s");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+    // No complete head (the peer closed or refused): status 0, no body.
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Response {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines

@@ -686,7 +686,7 @@ impl Page for LeasesPage {
 /// base64 (standard alphabet, padding optional) → gzip → JSON `{"clients":[…]}`,
 /// with the inflated size capped.
 pub(crate) fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String> {
-    let compressed = decode_base64(encoded).ok_or("not valid base64")?;
+    let compressed = crate::base64::decode(encoded).ok_or("not valid base64")?;
     // Parsed as it inflates: memory holds the clients, never the text.
     let mut inflated = Counted {
         inner: flate2::read::MultiGzDecoder::new(&compressed[..])
@@ -717,37 +717,6 @@ impl<R: Read> Read for Counted<R> {
         self.count += n;
         Ok(n)
     }
-}
-
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let symbols: Vec<u8> = text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace())
-        .take_while(|&c| c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(symbols.len() * 3 / 4);
-    for chunk in symbols.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
-        out.extend_from_slice(&bytes[..chunk.len() - 1]);
-    }
-    Some(out)
 }
 
 /// The keys of `paginationInfo` we understand (the API does not document them).
@@ -920,15 +889,6 @@ mod tests {
                 .min(BACKOFF_MAX);
             assert!(backoff(attempt) <= cap);
         }
-    }
-
-    #[test]
-    fn base64_decodes_with_and_without_padding() {
-        assert_eq!(decode_base64("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64("aGVsbG8"), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64("aGVs\nbG8h"), Some(b"hell\x6f!".to_vec()));
-        assert_eq!(decode_base64("a"), None);
-        assert_eq!(decode_base64("a$=="), None);
     }
 
     #[tokio::test(start_paused = true)]

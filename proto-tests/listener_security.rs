@@ -1,0 +1,365 @@
+//! Listener security configured by an exporter-toolkit web config file: TLS,
+//! mutual TLS and basic auth, proven with real TLS clients on 127.0.0.1.
+
+mod support;
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::exporter::{http, http_on, run_to_end, Exporter, Response};
+use support::fake_cls::FakeCls;
+
+fn fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/proto-tests/fixtures/org.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("web-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca() -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    Ca {
+        cert: params.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// A leaf signed by `ca`: (cert PEM, key PEM, cert DER, key DER).
+fn leaf(ca: &Ca, names: &[&str]) -> (String, String, Vec<u8>, Vec<u8>) {
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    (
+        cert.pem(),
+        key.serialize_pem(),
+        cert.der().to_vec(),
+        key.serialize_der(),
+    )
+}
+
+/// A TLS client trusting `ca`, optionally presenting a client certificate.
+fn connector(ca: &Ca, client: Option<(Vec<u8>, Vec<u8>)>) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from(cert)],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+            )
+            .unwrap(),
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+async fn https_get(
+    exporter: &Exporter,
+    connector: &tokio_rustls::TlsConnector,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let tcp = tokio::net::TcpStream::connect(exporter.addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await?;
+    Ok(http_on(tls, &exporter.addr.to_string(), "GET", path, headers).await)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in raw.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
+
+#[tokio::test]
+async fn basic_auth_guards_metrics_and_the_status_page() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let dir = dir("auth");
+    let hash = bcrypt::hash("s3cret pass", 6).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    )
+    .unwrap();
+    let web = dir.join("web.yml");
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[("WEB_CONFIG_FILE", web.to_str().unwrap())],
+    );
+    assert!(exporter.stderr().contains("basic_auth=true"));
+
+    for path in ["/metrics", "/"] {
+        let none = http(exporter.addr, "GET", path, &[]).await;
+        assert_eq!(none.status, 401, "{path} without credentials");
+        assert_eq!(
+            none.header("www-authenticate"),
+            Some("Basic realm=\"nvidia-license-server-exporter\"")
+        );
+        let wrong = http(
+            exporter.addr,
+            "GET",
+            path,
+            &[("Authorization", &basic("alice", "nope"))],
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{path} with a wrong password");
+        let stranger = http(
+            exporter.addr,
+            "GET",
+            path,
+            &[("Authorization", &basic("mallory", "s3cret pass"))],
+        )
+        .await;
+        assert_eq!(stranger.status, 401, "{path} with an unknown user");
+        let good = http(
+            exporter.addr,
+            "GET",
+            path,
+            &[("Authorization", &basic("alice", "s3cret pass"))],
+        )
+        .await;
+        assert_eq!(good.status, 200, "{path} with the right password");
+    }
+    let metrics = http(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", &basic("alice", "s3cret pass"))],
+    )
+    .await;
+    assert!(metrics.text().contains(UP));
+    assert_eq!(
+        http(exporter.addr, "GET", "/healthz", &[]).await.status,
+        200,
+        "/healthz stays open by default"
+    );
+    assert!(!exporter.stderr().contains(&hash));
+
+    let closed = Exporter::start(
+        &cls.base_url(),
+        &[
+            ("WEB_CONFIG_FILE", web.to_str().unwrap()),
+            ("WEB_HEALTHZ_OPEN", "false"),
+        ],
+    );
+    assert_eq!(http(closed.addr, "GET", "/healthz", &[]).await.status, 401);
+}
+
+/// A wrong password and an unknown user cost the same bcrypt verification,
+/// so their 401s take the same time: the timing does not say which names
+/// exist. Medians of several tries, compared as a ratio.
+#[tokio::test]
+async fn wrong_password_and_unknown_user_take_the_same_time() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let dir = dir("timing");
+    let hash = bcrypt::hash("right", 8).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(
+        &cls.base_url(),
+        &[("WEB_CONFIG_FILE", dir.join("web.yml").to_str().unwrap())],
+    );
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut wrong = Vec::new();
+    let mut unknown = Vec::new();
+    for i in 0..9 {
+        let t = Instant::now();
+        let r = http(
+            exporter.addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", &basic("alice", &format!("bad{i}")))],
+        )
+        .await;
+        wrong.push(t.elapsed());
+        assert_eq!(r.status, 401);
+        let t = Instant::now();
+        let r = http(
+            exporter.addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", &basic(&format!("user{i}"), "bad"))],
+        )
+        .await;
+        unknown.push(t.elapsed());
+        assert_eq!(r.status, 401);
+    }
+    let (wrong, unknown) = (median(wrong), median(unknown));
+    let ratio = wrong.as_secs_f64() / unknown.as_secs_f64();
+    eprintln!("median 401: wrong password {wrong:?}, unknown user {unknown:?}, ratio {ratio:.2}");
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "wrong {wrong:?} vs unknown {unknown:?}"
+    );
+    assert!(
+        wrong > Duration::from_millis(2),
+        "a bcrypt verification ran for the wrong password"
+    );
+}
+
+#[tokio::test]
+async fn tls_and_mutual_tls_work_with_real_tls_clients() {
+    let cls = FakeCls::start(fixture(), "test-key").await;
+    let server_ca = ca();
+    let client_ca = ca();
+    let (cert_pem, key_pem, _, _) = leaf(&server_ca, &["127.0.0.1", "localhost"]);
+    let (_, _, client_cert, client_key) = leaf(&client_ca, &["prometheus"]);
+    let (_, _, rogue_cert, rogue_key) = leaf(&ca(), &["rogue"]);
+    let dir = dir("tls");
+    std::fs::write(dir.join("server.pem"), cert_pem).unwrap();
+    std::fs::write(dir.join("server-key.pem"), key_pem).unwrap();
+    std::fs::write(dir.join("clients.pem"), client_ca.cert.pem()).unwrap();
+    // Relative paths: relative to the web config file's directory.
+    std::fs::write(
+        dir.join("tls.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("mtls.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n",
+    )
+    .unwrap();
+
+    let tls = Exporter::start(
+        &cls.base_url(),
+        &[("WEB_CONFIG_FILE", dir.join("tls.yml").to_str().unwrap())],
+    );
+    let r = https_get(&tls, &connector(&server_ca, None), "/metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(UP));
+    // Plain HTTP to the TLS listener gets no HTTP answer.
+    let plain = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut s = tokio::net::TcpStream::connect(tls.addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf).await;
+        buf
+    })
+    .await
+    .unwrap();
+    assert!(!plain.starts_with(b"HTTP/1.1 200"));
+    // The healthcheck subcommand speaks TLS to it.
+    let (status, _, stderr) = run_to_end(
+        &[
+            ("LISTEN_ADDRESS", &tls.addr.to_string()),
+            ("WEB_CONFIG_FILE", dir.join("tls.yml").to_str().unwrap()),
+        ],
+        &["healthcheck"],
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let mtls = Exporter::start(
+        &cls.base_url(),
+        &[("WEB_CONFIG_FILE", dir.join("mtls.yml").to_str().unwrap())],
+    );
+    let with_cert = https_get(
+        &mtls,
+        &connector(&server_ca, Some((client_cert, client_key))),
+        "/metrics",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(with_cert.status, 200);
+    for (what, client) in [
+        ("no client certificate", None),
+        ("a certificate of another CA", Some((rogue_cert, rogue_key))),
+    ] {
+        let result = https_get(&mtls, &connector(&server_ca, client), "/metrics", &[]).await;
+        let refused = match result {
+            Err(_) => true,
+            Ok(r) => r.status == 0 || r.body.is_empty(),
+        };
+        assert!(refused, "{what} was let in");
+    }
+}
+
+#[test]
+fn a_bad_web_config_stops_the_start_naming_the_key() {
+    let dir = dir("bad");
+    let base = [
+        ("NVIDIA_API_KEY", "k"),
+        ("NVIDIA_ORG_NAME", "o"),
+        ("LISTEN_ADDRESS", "127.0.0.1:0"),
+    ];
+    for (yaml, needle) in [
+        (
+            "basic_auth_users:\n  alice: hunter2\n",
+            "basic_auth_users.alice is not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: missing.pem\n  key_file: k.pem\n",
+            "missing.pem",
+        ),
+        ("tls_server_confg: {}\n", "unknown key \"tls_server_confg\""),
+        ("basic_auth_users: [\n", "YAML"),
+    ] {
+        let path = dir.join("web.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut env = base.to_vec();
+        env.push(("WEB_CONFIG_FILE", path.to_str().unwrap()));
+        let (status, _, stderr) = run_to_end(&env, &[]);
+        assert_eq!(status.code(), Some(2), "{yaml}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the configured secret is not echoed"
+        );
+    }
+}
