@@ -1309,7 +1309,6 @@ async fn a_failed_server_listing_is_left_out_counted_and_logged() {
 /// be absent too, but the metric table (src/metrics/families.rs) emits
 /// `active_leases` for every server feature row, so it shows 0 there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs FeatureUse::active_leases to be an Option, read as such in src/metrics/families.rs"]
 async fn a_failed_lease_listing_leaves_no_per_feature_lease_series() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
     cls.set_override("/virtual-groups/2/leases", Canned::status(500));

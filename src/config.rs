@@ -1023,6 +1023,8 @@ mod tests {
             ("PARALLELISM", "16", "16", |c| c.parallelism.to_string()),
             ("CLS_PAGE_SIZE", "500", "500", |c| c.cls_page_size.to_string()),
             ("NVIDIA_API_CA_FILE", "/ca.pem", "Some(\"/ca.pem\")", |c| format!("{:?}", c.api_ca_file)),
+            ("WEB_CONFIG_FILE", "/web.yml", "Some(\"/web.yml\")", |c| format!("{:?}", c.web_config_file)),
+            ("WEB_HEALTHZ_OPEN", "false", "false", |c| c.healthz_open.to_string()),
             ("LOG_LEVEL", "DEBUG", "Debug", |c| format!("{:?}", c.log_level)),
             ("LOG_FORMAT", "json", "Json", |c| format!("{:?}", c.log_format)),
             ("OTEL_ENABLED", "true", "true", |c| c.otel.enabled.to_string()),

@@ -38,6 +38,9 @@ pub(crate) struct FeatureUse {
     /// None for a row that only leases name (no server feature has its labels).
     pub total: Option<f64>,
     pub active_leases: f64,
+    /// False while no lease answer covers this row (its lease call failed):
+    /// then no lease count is exported rather than a false 0.
+    pub leases_known: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -180,6 +183,7 @@ impl Snapshot {
                     ))
                     .or_default();
                 row.total = Some(row.total.unwrap_or(0.0) + feature.total_quantity);
+                row.leases_known |= !data.leases_unknown.contains(server.id.trim());
             }
             for pool in &entry.pools {
                 let pool_features: HashMap<&str, &ServerFeature> = server
@@ -273,7 +277,9 @@ impl Snapshot {
                 feature.map_or("", |f| &f.product_name),
                 feature.map_or("", |f| &f.license_type),
             );
-            self.server_features.entry(fkey).or_default().active_leases += count;
+            let row = self.server_features.entry(fkey).or_default();
+            row.active_leases += count;
+            row.leases_known = true;
             *self.server_leases.entry(key.clone()).or_insert(0.0) += count;
         }
     }
@@ -522,7 +528,8 @@ mod tests {
             l1_row,
             Some(FeatureUse {
                 total: None,
-                active_leases: 1.0
+                active_leases: 1.0,
+                leases_known: true
             })
         );
         assert_eq!(active(&snap, "s1", "A"), Some(3.0));

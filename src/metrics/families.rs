@@ -475,7 +475,7 @@ pub(crate) fn refresh_families(state: &RefreshState) -> Vec<Family> {
             rows(&SERVER_INFO_DESC, &s.servers, |_| Some(1.0)),
             rows(&SERVER_FEATURE_TOTAL, &s.server_features, |f| f.total),
             rows(&SERVER_FEATURE_ACTIVE, &s.server_features, |f| {
-                Some(f.active_leases)
+                f.leases_known.then_some(f.active_leases)
             }),
             rows(&ENTITLEMENT_IN_USE, &s.entitlements, |q| Some(q.in_use)),
             rows(&ENTITLEMENT_UNASSIGNED, &s.entitlements, |q| {
