@@ -262,21 +262,7 @@ pub(crate) fn classify_grpc(status: &tonic::Status) -> Failure {
     }
 }
 
-/// The message and every cause under it (tonic and hyper hide the useful
-/// part, such as "connection refused", in the source chain).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+use crate::cls::client::error_chain;
 
 /// `google.rpc.Status` and the parts of it read here (no googleapis crate
 /// for three messages).
