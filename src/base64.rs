@@ -1,7 +1,7 @@
 //! Base64 decoding (standard and URL-safe alphabets, padding optional), for
 //! `compressedClients` and HTTP basic auth.
 
-pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
+pub fn decode(text: &str) -> Option<Vec<u8>> {
     fn value(c: u8) -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',

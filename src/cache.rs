@@ -19,15 +19,15 @@ use tokio::time::Instant;
 /// refresh itself ends at SCRAPE_TIMEOUT, this covers building and rendering.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
-pub(crate) type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, String>> + Send>>;
+pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, String>> + Send>>;
 /// Fetches and builds a snapshot; given the refresh deadline.
-pub(crate) type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
+pub type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
 /// Renders the refresh part of the exposition for a new status.
-pub(crate) type RenderFn = Arc<dyn Fn(&Status) -> Rendered + Send + Sync>;
+pub type RenderFn = Arc<dyn Fn(&Status) -> Rendered + Send + Sync>;
 
 /// What the latest refresh attempt left behind.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Status {
+pub struct Status {
     pub snapshot: Option<Arc<Snapshot>>,
     pub up: bool,
     pub duration_seconds: f64,
@@ -40,7 +40,7 @@ pub(crate) struct Status {
 }
 
 /// Immutable once published; callers hold an `Arc` to it as long as they like.
-pub(crate) struct Published {
+pub struct Published {
     pub status: Status,
     pub rendered: Rendered,
     /// When the latest attempt ended; None before the first one.
@@ -48,7 +48,7 @@ pub(crate) struct Published {
 }
 
 #[derive(Clone)]
-pub(crate) struct Cache {
+pub struct Cache {
     inner: Arc<Inner>,
 }
 
@@ -67,12 +67,7 @@ struct Inner {
 }
 
 impl Cache {
-    pub(crate) fn new(
-        refresh: RefreshFn,
-        render: RenderFn,
-        ttl: Duration,
-        timeout: Duration,
-    ) -> Cache {
+    pub fn new(refresh: RefreshFn, render: RenderFn, ttl: Duration, timeout: Duration) -> Cache {
         let status = Status::default();
         let rendered = render(&status);
         Cache {
@@ -92,14 +87,14 @@ impl Cache {
     }
 
     /// What is published now, without refreshing.
-    pub(crate) fn current(&self) -> Arc<Published> {
+    pub fn current(&self) -> Arc<Published> {
         self.inner.load()
     }
 
     /// The published snapshot, refreshed first when it is older than the TTL.
     /// Failed attempts count too, so a failing API is asked once per TTL,
     /// not once per scrape.
-    pub(crate) async fn get(&self) -> Arc<Published> {
+    pub async fn get(&self) -> Arc<Published> {
         let published = self.inner.load();
         if let Some(at) = published.attempted_at {
             if at.elapsed() < self.inner.ttl {
@@ -197,7 +192,7 @@ impl Inner {
     }
 }
 
-pub(crate) fn unix_now() -> f64 {
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

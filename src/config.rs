@@ -17,34 +17,34 @@ use std::time::Duration;
 
 use crate::duration::{format_go_duration, parse_go_duration};
 
-pub(crate) const DEFAULT_API_BASE_URL: &str = "https://api.licensing.nvidia.com";
-pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = ":9844";
-pub(crate) const DEFAULT_METRICS_PATH: &str = "/metrics";
-pub(crate) const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(20);
-pub(crate) const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
-pub(crate) const DEFAULT_PARALLELISM: u32 = 8;
-pub(crate) const MAX_PARALLELISM: u32 = 256;
-pub(crate) const DEFAULT_CLS_PAGE_SIZE: u32 = 100;
-pub(crate) const MAX_CLS_PAGE_SIZE: u32 = 10_000;
-pub(crate) const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
-pub(crate) const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
-pub(crate) const DEFAULT_OTEL_ENABLED: bool = false;
-pub(crate) const DEFAULT_WEB_HEALTHZ_OPEN: bool = true;
-pub(crate) const DEFAULT_OTEL_ENDPOINT: &str = "127.0.0.1:4317";
-pub(crate) const DEFAULT_OTEL_SERVICE_NAME: &str = "nvidia-license-server-exporter";
+pub const DEFAULT_API_BASE_URL: &str = "https://api.licensing.nvidia.com";
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":9844";
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+pub const DEFAULT_PARALLELISM: u32 = 8;
+pub const MAX_PARALLELISM: u32 = 256;
+pub const DEFAULT_CLS_PAGE_SIZE: u32 = 100;
+pub const MAX_CLS_PAGE_SIZE: u32 = 10_000;
+pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+pub const DEFAULT_OTEL_ENABLED: bool = false;
+pub const DEFAULT_WEB_HEALTHZ_OPEN: bool = true;
+pub const DEFAULT_OTEL_ENDPOINT: &str = "127.0.0.1:4317";
+pub const DEFAULT_OTEL_SERVICE_NAME: &str = "nvidia-license-server-exporter";
 /// The service instance id when neither OTEL_SERVICE_INSTANCE_ID nor HOSTNAME is set.
-pub(crate) const DEFAULT_OTEL_SERVICE_INSTANCE_ID: &str = "unknown";
-pub(crate) const DEFAULT_OTEL_INSECURE: bool = true;
-pub(crate) const DEFAULT_OTEL_PUSH_INTERVAL: Duration = Duration::from_secs(60);
-pub(crate) const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_millis(10_000);
-pub(crate) const DEFAULT_OTLP_PROTOCOL: OtlpProtocol = OtlpProtocol::Grpc;
-pub(crate) const DEFAULT_OTLP_COMPRESSION: OtlpCompression = OtlpCompression::None;
+pub const DEFAULT_OTEL_SERVICE_INSTANCE_ID: &str = "unknown";
+pub const DEFAULT_OTEL_INSECURE: bool = true;
+pub const DEFAULT_OTEL_PUSH_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_millis(10_000);
+pub const DEFAULT_OTLP_PROTOCOL: OtlpProtocol = OtlpProtocol::Grpc;
+pub const DEFAULT_OTLP_COMPRESSION: OtlpCompression = OtlpCompression::None;
 /// Path appended to a base OTLP endpoint for `http/protobuf`, per the OpenTelemetry spec.
 const OTLP_HTTP_METRICS_PATH: &str = "/v1/metrics";
 
 /// What the command line asked for.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub enum Command {
     Run(Config),
     /// `healthcheck`: `api_key` and `org_name` are not required and are left empty;
     /// everything else is read and validated exactly as for `Run`.
@@ -55,7 +55,7 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Config {
+pub struct Config {
     pub api_key: Secret,
     pub org_name: String,
     /// Without a trailing `/`.
@@ -90,7 +90,7 @@ pub(crate) struct Config {
 /// Parsed and validated now so a bad value fails at start; `otlp` reads the
 /// certificate files when the push is enabled.
 #[derive(Debug, Clone)]
-pub(crate) struct OtelConfig {
+pub struct OtelConfig {
     pub enabled: bool,
     /// Full URL with scheme: `http://` when insecure, `https://` for TLS. For
     /// `http/protobuf` it already ends in `/v1/metrics` unless it came from
@@ -116,7 +116,7 @@ pub(crate) struct OtelConfig {
 
 /// Where to listen. `AllInterfaces` is the `:port` form (IPv4 and IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ListenAddr {
+pub enum ListenAddr {
     AllInterfaces(u16),
     Ip(SocketAddr),
     /// A name to resolve when binding, such as `localhost`.
@@ -125,10 +125,10 @@ pub(crate) enum ListenAddr {
 
 /// A value that must not reach logs or error messages; `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
+pub struct Secret(String);
 
 impl Secret {
-    pub(crate) fn expose(&self) -> &str {
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -152,7 +152,7 @@ impl fmt::Display for Secret {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogLevel {
+pub enum LogLevel {
     Error,
     Warn,
     Info,
@@ -166,7 +166,7 @@ impl LogLevel {
         choose(v, Self::ALL, Self::as_str)
     }
 
-    pub(crate) const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Error => "error",
             Self::Warn => "warn",
@@ -177,7 +177,7 @@ impl LogLevel {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -189,7 +189,7 @@ impl LogFormat {
         choose(v, Self::ALL, Self::as_str)
     }
 
-    pub(crate) const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Text => "text",
             Self::Json => "json",
@@ -198,7 +198,7 @@ impl LogFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OtlpProtocol {
+pub enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
 }
@@ -210,7 +210,7 @@ impl OtlpProtocol {
         choose(v, Self::ALL, Self::as_str)
     }
 
-    pub(crate) const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
             Self::HttpProtobuf => "http/protobuf",
@@ -219,7 +219,7 @@ impl OtlpProtocol {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OtlpCompression {
+pub enum OtlpCompression {
     None,
     Gzip,
 }
@@ -231,7 +231,7 @@ impl OtlpCompression {
         choose(v, Self::ALL, Self::as_str)
     }
 
-    pub(crate) const fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Gzip => "gzip",
@@ -241,7 +241,7 @@ impl OtlpCompression {
 
 /// A configuration error, already worded for the user as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigError(String);
+pub struct ConfigError(String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -344,7 +344,7 @@ mod table {
 }
 
 /// Reads flags and environment, then validates them. `args` excludes argv[0].
-pub(crate) fn parse(
+pub fn parse(
     args: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     read_file: &dyn Fn(&Path) -> std::io::Result<String>,

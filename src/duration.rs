@@ -17,7 +17,7 @@ const EXAMPLES: &str = "expected a duration such as 20s, 1m30s or 500ms";
 /// with units `ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`.
 ///
 /// The error is a lowercase reason without the input, for the caller to wrap.
-pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let (negative, mut rest) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -123,7 +123,7 @@ fn leading_fraction(s: &str) -> (u64, f64, &str) {
 }
 
 /// Formats like Go's `Duration.String`: `0s`, `1.5µs`, `500ms`, `20s`, `1m0s`, `1h2m3.5s`.
-pub(crate) fn format_go_duration(d: Duration) -> String {
+pub fn format_go_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
     match nanos {
         0 => "0s".to_string(),

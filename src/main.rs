@@ -1,41 +1,17 @@
-//! nvidia-license-server-exporter: reads license entitlements, servers,
-//! pools and active leases from NVIDIA's Cloud License Service and serves
-//! them as Prometheus metrics.
-//!
-//! Layout (data flows down):
-//! - `config`, `duration`: flags + environment → validated `Config`.
-//! - `cls`: the CLS API client (HTTP, JSON, paging, retries).
-//! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
-//! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
-//! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
-//! - `otlp`: the same families pushed to an OpenTelemetry collector.
-//! - `server`: the HTTP listener; `status_page`: the HTML page at `/`;
-//!   `healthcheck`: the `healthcheck` subcommand.
-//!
-//! This file is wiring only.
+//! nvidia-license-server-exporter: the command. Wiring only; the modules
+//! are in the library (`lib.rs`).
 
 #![forbid(unsafe_code)]
 
-mod base64;
-mod cache;
-mod cls;
-mod config;
-mod duration;
-mod healthcheck;
-mod metrics;
-mod otlp;
-mod server;
-mod snapshot;
-mod stall_guard;
-mod status_page;
-mod web_config;
-
-use cache::{Cache, RefreshFn, RenderFn, Status};
-use cls::{ApiStats, ClientSettings, ClsClient};
-use config::{Command, Config, ListenAddr, LogFormat, LogLevel};
-use metrics::exposition::Rendered;
-use metrics::families::{refresh_families, RefreshState, BUILD};
-use snapshot::Snapshot;
+use nvidia_license_server_exporter::cache::{self, Cache, RefreshFn, RenderFn, Status};
+use nvidia_license_server_exporter::cls::{ApiStats, ClientSettings, ClsClient};
+use nvidia_license_server_exporter::config::{
+    self, Command, Config, ListenAddr, LogFormat, LogLevel,
+};
+use nvidia_license_server_exporter::metrics::exposition::Rendered;
+use nvidia_license_server_exporter::metrics::families::{refresh_families, RefreshState, BUILD};
+use nvidia_license_server_exporter::snapshot::Snapshot;
+use nvidia_license_server_exporter::{duration, healthcheck, otlp, server, web_config};
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;

@@ -30,16 +30,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// A client must send its request headers within this time (slowloris).
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; further ones wait in the listen backlog.
-pub(crate) const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 512;
 /// A response write that makes no progress for this long ends its
 /// connection (a client that stopped reading).
-pub(crate) const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight responses may take to finish after SIGTERM.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) struct AppState {
+pub struct AppState {
     pub cache: Cache,
     pub metrics_path: String,
     pub org: String,
@@ -54,7 +54,7 @@ pub(crate) struct AppState {
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
 /// exchanges finish within `DRAIN_TIMEOUT`.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
@@ -243,7 +243,7 @@ fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 
 /// A body of up to two ready chunks: the shared refresh part and the
 /// per-scrape tail, sent without joining them.
-pub(crate) struct Chunks {
+pub struct Chunks {
     chunks: [Bytes; 2],
     next: usize,
 }

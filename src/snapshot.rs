@@ -10,31 +10,31 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Labels: virtual_group_id, virtual_group_name, feature_name,
 /// feature_version, product_name, license_type.
-pub(crate) type EntitlementKey = [String; 6];
+pub type EntitlementKey = [String; 6];
 /// Labels: virtual_group_id, virtual_group_name, server_id, server_name.
-pub(crate) type ServerKey = [String; 4];
+pub type ServerKey = [String; 4];
 /// Labels: server key, status, deployed_on, leasing_mode.
-pub(crate) type ServerInfoKey = [String; 7];
+pub type ServerInfoKey = [String; 7];
 /// Labels: server key, feature_name, product_name, license_type.
-pub(crate) type ServerFeatureKey = [String; 7];
+pub type ServerFeatureKey = [String; 7];
 /// Labels: server key, pool_id, pool_name, feature_name, product_name, license_type.
-pub(crate) type PoolFeatureKey = [String; 9];
+pub type PoolFeatureKey = [String; 9];
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub(crate) struct EntitlementQuantities {
+pub struct EntitlementQuantities {
     pub total: f64,
     pub in_use: f64,
     pub unassigned: f64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub(crate) struct EntitlementDates {
+pub struct EntitlementDates {
     pub start: Option<f64>,
     pub end: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub(crate) struct FeatureUse {
+pub struct FeatureUse {
     /// None for a row that only leases name (no server feature has its labels).
     pub total: Option<f64>,
     pub active_leases: f64,
@@ -44,7 +44,7 @@ pub(crate) struct FeatureUse {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub(crate) struct PoolUse {
+pub struct PoolUse {
     pub allotment: f64,
     pub in_use: f64,
 }
@@ -52,7 +52,7 @@ pub(crate) struct PoolUse {
 /// Sorted maps: the exposition comes out in a stable order, and duplicates
 /// are summed by construction.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     /// Unix seconds at which the refresh that built this snapshot started.
     pub collected_at: f64,
     pub entitlements: BTreeMap<EntitlementKey, EntitlementQuantities>,
@@ -70,7 +70,7 @@ pub(crate) struct Snapshot {
 }
 
 /// A label value as exported: trimmed, `unknown` when empty.
-pub(crate) fn label(value: &str) -> String {
+pub fn label(value: &str) -> String {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         "unknown".to_owned()
@@ -85,7 +85,7 @@ fn non_blank(value: &str) -> Option<&str> {
 }
 
 impl Snapshot {
-    pub(crate) fn build(org: &OrgData, collected_at: f64) -> Snapshot {
+    pub fn build(org: &OrgData, collected_at: f64) -> Snapshot {
         let mut snap = Snapshot {
             collected_at,
             ..Snapshot::default()
@@ -308,7 +308,7 @@ const FAR_FUTURE: f64 = 221_845_392_000.0;
 
 /// `YYYY-MM-DD` or RFC 3339 (`2025-01-01T00:00:00Z`, offsets and fractions
 /// allowed) as unix seconds; anything else is unknown.
-pub(crate) fn parse_date(text: &str) -> Option<f64> {
+pub fn parse_date(text: &str) -> Option<f64> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
@@ -368,7 +368,7 @@ pub(crate) fn parse_date(text: &str) -> Option<f64> {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// algorithm); None for an impossible date.
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = [
         31,

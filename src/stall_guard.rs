@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub(crate) struct StallGuard<T> {
+pub struct StallGuard<T> {
     inner: T,
     limit: Duration,
     /// Armed while a write is pending; disarmed on any progress.
@@ -19,7 +19,7 @@ pub(crate) struct StallGuard<T> {
 }
 
 impl<T> StallGuard<T> {
-    pub(crate) fn new(inner: T, limit: Duration) -> Self {
+    pub fn new(inner: T, limit: Duration) -> Self {
         StallGuard {
             inner,
             limit,

@@ -7,7 +7,7 @@ use crate::cache::{unix_now, Published};
 use crate::snapshot::Snapshot;
 use std::fmt::Write;
 
-pub(crate) fn render(published: &Published, org: &str, metrics_path: &str) -> String {
+pub fn render(published: &Published, org: &str, metrics_path: &str) -> String {
     let status = &published.status;
     let mut page = String::with_capacity(8192);
     let org_html = escape(org);
@@ -198,7 +198,7 @@ fn number(v: f64) -> String {
     s
 }
 
-pub(crate) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

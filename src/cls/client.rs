@@ -27,23 +27,23 @@ use tokio::time::Instant;
 
 /// Largest response body read from CLS. A page of 100 items is a few hundred
 /// KiB; a lease listing without paging can reach tens of MiB on a large org.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Largest inflated `compressedClients` payload (a gzip bomb stops here): no
 /// more than a plain answer may hold. The JSON is parsed as it inflates, so
 /// this bounds the work, and the inflated text is never held in memory.
-pub(crate) const MAX_INFLATED_BYTES: usize = MAX_BODY_BYTES;
+pub const MAX_INFLATED_BYTES: usize = MAX_BODY_BYTES;
 /// One request may take at most this long, even with a generous SCRAPE_TIMEOUT.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts per request, the first included.
 const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Hard cap on pages per listing: 1,000 pages of 100 is 100,000 items.
-pub(crate) const MAX_PAGES: u32 = 1000;
+pub const MAX_PAGES: u32 = 1000;
 
 /// What the client needs to know; built by main from the validated config.
 #[derive(Clone)]
-pub(crate) struct ClientSettings {
+pub struct ClientSettings {
     pub base_url: String,
     pub api_key: String,
     pub org_name: String,
@@ -58,12 +58,12 @@ pub(crate) struct ClientSettings {
 
 /// Everything fetched in one refresh, before any aggregation.
 #[derive(Debug, Default)]
-pub(crate) struct OrgData {
+pub struct OrgData {
     pub groups: Vec<GroupData>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct GroupData {
+pub struct GroupData {
     pub group: VirtualGroup,
     pub servers: Vec<ServerData>,
     pub leases: Vec<LeaseClient>,
@@ -76,7 +76,7 @@ pub(crate) struct GroupData {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct ServerData {
+pub struct ServerData {
     pub server: LicenseServer,
     pub pools: Vec<LicensePool>,
 }
@@ -90,7 +90,7 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Empty<Byt
 
 /// Cheap to clone: the connection pool and counters are shared.
 #[derive(Clone)]
-pub(crate) struct ClsClient {
+pub struct ClsClient {
     inner: Arc<Inner>,
 }
 
@@ -109,7 +109,7 @@ struct Inner {
 }
 
 impl ClsClient {
-    pub(crate) fn new(settings: ClientSettings, stats: Arc<ApiStats>) -> Result<Self, String> {
+    pub fn new(settings: ClientSettings, stats: Arc<ApiStats>) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in settings.extra_roots {
@@ -169,7 +169,7 @@ impl ClsClient {
     ///
     /// Pipelined: each group's walk starts as soon as the page naming the
     /// group arrives, not after the last page of groups.
-    pub(crate) async fn fetch_org(&self, deadline: Instant) -> Result<OrgData, ClsError> {
+    pub async fn fetch_org(&self, deadline: Instant) -> Result<OrgData, ClsError> {
         let deadline = requests_deadline(deadline);
         let mut tasks = JoinSet::new();
         let mut count = 0usize;
@@ -626,7 +626,7 @@ fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> R
 
 /// A listing's answer: its items, its `paginationInfo`, and a key per item
 /// that says when the same object came back twice.
-pub(crate) trait Page: DeserializeOwned {
+pub trait Page: DeserializeOwned {
     type Item: Send + 'static;
     /// The items and `paginationInfo`, or why the answer cannot be used.
     fn into_parts(self) -> Result<(Vec<Self::Item>, Option<serde_json::Value>), String>;
@@ -685,7 +685,7 @@ impl Page for LeasesPage {
 
 /// base64 (standard alphabet, padding optional) → gzip → JSON `{"clients":[…]}`,
 /// with the inflated size capped.
-pub(crate) fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String> {
+pub fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String> {
     let compressed = crate::base64::decode(encoded).ok_or("not valid base64")?;
     // Parsed as it inflates: memory holds the clients, never the text.
     let mut inflated = Counted {
@@ -787,7 +787,7 @@ fn random() -> u64 {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (IMF-fixdate).
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -826,7 +826,7 @@ fn parse_http_date(value: &str) -> Option<i64> {
 
 /// Percent-encodes one path segment: everything but RFC 3986 unreserved
 /// characters, so an org name or id can never change the path's shape.
-pub(crate) fn encode_segment(segment: &str) -> String {
+pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -839,7 +839,7 @@ pub(crate) fn encode_segment(segment: &str) -> String {
 }
 
 /// hyper-util's errors hide their cause: join the whole `source()` chain.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// The four CLS endpoints, named as the `endpoint` metric label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Endpoint {
+pub enum Endpoint {
     VirtualGroups,
     LicenseServers,
     LicensePools,
@@ -12,14 +12,14 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    pub(crate) const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 4] = [
         Endpoint::VirtualGroups,
         Endpoint::LicenseServers,
         Endpoint::LicensePools,
         Endpoint::Leases,
     ];
 
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Endpoint::VirtualGroups => "virtual_groups",
             Endpoint::LicenseServers => "license_servers",
@@ -32,14 +32,14 @@ impl Endpoint {
 /// What went wrong with one request. `what` names the request (endpoint and
 /// path, never the key) so a log line says which call failed.
 #[derive(Debug, Clone)]
-pub(crate) struct ClsError {
+pub struct ClsError {
     pub endpoint: Endpoint,
     pub what: String,
     pub kind: ErrorKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ErrorKind {
+pub enum ErrorKind {
     /// The API answered with a non-2xx status.
     Status(u16),
     /// Connecting, TLS or the HTTP exchange failed; the text is the cause chain.
@@ -53,7 +53,7 @@ pub(crate) enum ErrorKind {
 }
 
 impl ClsError {
-    pub(crate) fn new(endpoint: Endpoint, what: impl Into<String>, kind: ErrorKind) -> Self {
+    pub fn new(endpoint: Endpoint, what: impl Into<String>, kind: ErrorKind) -> Self {
         ClsError {
             endpoint,
             what: what.into(),
@@ -63,7 +63,7 @@ impl ClsError {
 
     /// Whether trying the same request again may help (429, 502-504, transport
     /// failures and timeouts); 4xx answers say the request itself is wrong.
-    pub(crate) fn retryable(&self) -> bool {
+    pub fn retryable(&self) -> bool {
         match self.kind {
             ErrorKind::Status(code) => matches!(code, 429 | 502 | 503 | 504),
             ErrorKind::Transport(_) | ErrorKind::Timeout => true,

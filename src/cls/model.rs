@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct VirtualGroupsPage {
+pub struct VirtualGroupsPage {
     #[serde(deserialize_with = "objects")]
     pub virtual_groups: Vec<VirtualGroup>,
     pub pagination_info: Option<serde_json::Value>,
@@ -20,7 +20,7 @@ pub(crate) struct VirtualGroupsPage {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct VirtualGroup {
+pub struct VirtualGroup {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(deserialize_with = "text")]
@@ -31,7 +31,7 @@ pub(crate) struct VirtualGroup {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct Entitlement {
+pub struct Entitlement {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(deserialize_with = "text")]
@@ -42,14 +42,14 @@ pub(crate) struct Entitlement {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct ProductKey {
+pub struct ProductKey {
     #[serde(deserialize_with = "objects")]
     pub entitlement_features: Vec<EntitlementFeature>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct EntitlementFeature {
+pub struct EntitlementFeature {
     #[serde(deserialize_with = "text")]
     pub feature_name: String,
     #[serde(deserialize_with = "text")]
@@ -72,7 +72,7 @@ pub(crate) struct EntitlementFeature {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LicenseServersPage {
+pub struct LicenseServersPage {
     #[serde(deserialize_with = "objects")]
     pub license_servers: Vec<LicenseServer>,
     pub pagination_info: Option<serde_json::Value>,
@@ -80,7 +80,7 @@ pub(crate) struct LicenseServersPage {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LicenseServer {
+pub struct LicenseServer {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(deserialize_with = "text")]
@@ -103,7 +103,7 @@ pub(crate) struct LicenseServer {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct ServerFeature {
+pub struct ServerFeature {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(deserialize_with = "text")]
@@ -118,7 +118,7 @@ pub(crate) struct ServerFeature {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LicensePoolsPage {
+pub struct LicensePoolsPage {
     #[serde(deserialize_with = "objects")]
     pub license_pools: Vec<LicensePool>,
     pub pagination_info: Option<serde_json::Value>,
@@ -126,7 +126,7 @@ pub(crate) struct LicensePoolsPage {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LicensePool {
+pub struct LicensePool {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(deserialize_with = "text")]
@@ -137,7 +137,7 @@ pub(crate) struct LicensePool {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct PoolFeature {
+pub struct PoolFeature {
     #[serde(deserialize_with = "text")]
     pub license_server_feature_id: String,
     #[serde(deserialize_with = "number")]
@@ -148,7 +148,7 @@ pub(crate) struct PoolFeature {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LeasesPage {
+pub struct LeasesPage {
     #[serde(deserialize_with = "objects")]
     pub clients: Vec<LeaseClient>,
     #[serde(deserialize_with = "text")]
@@ -159,14 +159,14 @@ pub(crate) struct LeasesPage {
 /// The JSON inside `compressedClients`, once inflated.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct InflatedClients {
+pub struct InflatedClients {
     #[serde(deserialize_with = "objects")]
     pub clients: Vec<LeaseClient>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct LeaseClient {
+pub struct LeaseClient {
     #[serde(deserialize_with = "objects")]
     pub leases: Vec<Lease>,
     #[serde(deserialize_with = "object")]
@@ -175,7 +175,7 @@ pub(crate) struct LeaseClient {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
-pub(crate) struct ClientProperties {
+pub struct ClientProperties {
     #[serde(deserialize_with = "text")]
     pub license_server_id: String,
     #[serde(deserialize_with = "text")]
@@ -184,7 +184,7 @@ pub(crate) struct ClientProperties {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct Lease {
+pub struct Lease {
     #[serde(deserialize_with = "text")]
     pub lease_id: String,
     #[serde(deserialize_with = "text")]

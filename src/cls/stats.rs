@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 /// Why a paged listing stopped early instead of at its natural end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum PageGuard {
+pub enum PageGuard {
     /// A page held only items already seen: the server ignores `page-number`.
     RepeatedPage,
     /// The hard cap on pages per listing was reached.
@@ -17,7 +17,7 @@ pub(crate) enum PageGuard {
 }
 
 impl PageGuard {
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             PageGuard::RepeatedPage => "repeated_page",
             PageGuard::PageCap => "page_cap",
@@ -30,27 +30,27 @@ impl PageGuard {
 /// refresh and read once per render, so contention is negligible and the map
 /// keeps label sets sorted for a stable exposition.
 #[derive(Debug, Default)]
-pub(crate) struct ApiStats {
+pub struct ApiStats {
     requests: Mutex<BTreeMap<(Endpoint, Option<u16>), u64>>,
     guards: Mutex<BTreeMap<(Endpoint, PageGuard), u64>>,
 }
 
 impl ApiStats {
     /// Counts one request: `status` is None for a transport failure.
-    pub(crate) fn count_request(&self, endpoint: Endpoint, status: Option<u16>) {
+    pub fn count_request(&self, endpoint: Endpoint, status: Option<u16>) {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry((endpoint, status)).or_default() += 1;
         }
     }
 
-    pub(crate) fn count_guard(&self, endpoint: Endpoint, guard: PageGuard) {
+    pub fn count_guard(&self, endpoint: Endpoint, guard: PageGuard) {
         if let Ok(mut map) = self.guards.lock() {
             *map.entry((endpoint, guard)).or_default() += 1;
         }
     }
 
     /// (endpoint, code label, count), sorted.
-    pub(crate) fn requests(&self) -> Vec<(Endpoint, String, u64)> {
+    pub fn requests(&self) -> Vec<(Endpoint, String, u64)> {
         let Ok(map) = self.requests.lock() else {
             return Vec::new();
         };
@@ -62,7 +62,7 @@ impl ApiStats {
             .collect()
     }
 
-    pub(crate) fn guards(&self) -> Vec<(Endpoint, PageGuard, u64)> {
+    pub fn guards(&self) -> Vec<(Endpoint, PageGuard, u64)> {
         let Ok(map) = self.guards.lock() else {
             return Vec::new();
         };

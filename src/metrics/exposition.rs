@@ -21,7 +21,7 @@ const OPENMETRICS_EOF: &str = "# EOF\n";
 
 /// One format's refresh part, plain and as the head of a gzip member.
 #[derive(Debug, Clone)]
-pub(crate) struct Part {
+pub struct Part {
     pub plain: Bytes,
     gzip_head: Bytes,
     crc: u32,
@@ -29,13 +29,13 @@ pub(crate) struct Part {
 
 /// The refresh part in both formats.
 #[derive(Debug, Clone)]
-pub(crate) struct Rendered {
+pub struct Rendered {
     pub text: Part,
     pub openmetrics: Part,
 }
 
 impl Rendered {
-    pub(crate) fn new(families: &[Family], org: &str) -> Rendered {
+    pub fn new(families: &[Family], org: &str) -> Rendered {
         let render = |format| {
             let mut out = String::with_capacity(4096);
             encode(&mut out, families, org, format);
@@ -47,7 +47,7 @@ impl Rendered {
         }
     }
 
-    pub(crate) fn part(&self, format: Format) -> &Part {
+    pub fn part(&self, format: Format) -> &Part {
         match format {
             Format::Text004 => &self.text,
             Format::OpenMetrics => &self.openmetrics,
@@ -71,13 +71,7 @@ impl Part {
 
     /// The whole body as two chunks, the refresh part shared (not copied):
     /// the live families and, for OpenMetrics, `# EOF` come after it.
-    pub(crate) fn body(
-        &self,
-        live: &[Family],
-        org: &str,
-        format: Format,
-        gzip: bool,
-    ) -> [Bytes; 2] {
+    pub fn body(&self, live: &[Family], org: &str, format: Format, gzip: bool) -> [Bytes; 2] {
         let mut tail = String::with_capacity(1024);
         encode(&mut tail, live, org, format);
         if format == Format::OpenMetrics {

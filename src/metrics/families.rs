@@ -7,7 +7,7 @@ use crate::metrics::process::ProcessStats;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Gauge,
     Counter,
 }
@@ -15,7 +15,7 @@ pub(crate) enum Kind {
 /// The unit of a family: OpenMetrics `# UNIT` for seconds and bytes (whose
 /// names end in the unit); the OTLP mapping uses all of them, in UCUM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Unit {
+pub enum Unit {
     Seconds,
     Bytes,
     Licenses,
@@ -25,7 +25,7 @@ pub(crate) enum Unit {
 
 impl Unit {
     /// The OpenMetrics unit, when the family's name carries it.
-    pub(crate) fn openmetrics(self) -> Option<&'static str> {
+    pub fn openmetrics(self) -> Option<&'static str> {
         match self {
             Unit::Seconds => Some("seconds"),
             Unit::Bytes => Some("bytes"),
@@ -34,7 +34,7 @@ impl Unit {
     }
 
     /// The UCUM unit of the OTLP mapping (metrics.md).
-    pub(crate) fn ucum(self) -> &'static str {
+    pub fn ucum(self) -> &'static str {
         match self {
             Unit::Seconds => "s",
             Unit::Bytes => "By",
@@ -48,7 +48,7 @@ impl Unit {
 /// A family's declaration. Counter names are declared without `_total`;
 /// each encoder adds it where its format wants it.
 #[derive(Debug)]
-pub(crate) struct Desc {
+pub struct Desc {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
@@ -60,14 +60,14 @@ pub(crate) struct Desc {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Sample {
+pub struct Sample {
     /// Values in the order of `Desc::labels`, already normalised.
     pub labels: Vec<String>,
     pub value: f64,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Family {
+pub struct Family {
     pub desc: &'static Desc,
     pub samples: Vec<Sample>,
 }
@@ -127,7 +127,7 @@ const POOL_FEATURE: &[&str] = &[
 
 macro_rules! desc {
     ($ident:ident, $name:literal, $kind:ident, $unit:ident, $labels:expr, $help:literal) => {
-        pub(crate) static $ident: Desc = Desc {
+        pub static $ident: Desc = Desc {
             name: $name,
             help: $help,
             kind: Kind::$kind,
@@ -309,7 +309,7 @@ desc!(
 
 macro_rules! process_desc {
     ($ident:ident, $name:literal, $kind:ident, $unit:ident, $help:literal) => {
-        pub(crate) static $ident: Desc = Desc {
+        pub static $ident: Desc = Desc {
             name: $name,
             help: $help,
             kind: Kind::$kind,
@@ -365,7 +365,7 @@ process_desc!(
 
 /// Every family, in exposition order (tests check the table against it).
 #[cfg(test)]
-pub(crate) static ALL: &[&Desc] = &[
+pub static ALL: &[&Desc] = &[
     &UP,
     &SCRAPE_DURATION,
     &SCRAPE_TIMESTAMP,
@@ -398,7 +398,7 @@ pub(crate) static ALL: &[&Desc] = &[
 ];
 
 /// What a refresh attempt leaves behind for the metric table.
-pub(crate) struct RefreshState<'a> {
+pub struct RefreshState<'a> {
     pub up: bool,
     pub duration_seconds: f64,
     /// Collection time of the served snapshot; with none, the time of the
@@ -413,20 +413,20 @@ pub(crate) struct RefreshState<'a> {
 
 /// What the OTLP push has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct PushCounts {
+pub struct PushCounts {
     pub success: u64,
     pub partial: u64,
     pub failure: u64,
     pub last_success: Option<f64>,
 }
 
-pub(crate) struct BuildInfo {
+pub struct BuildInfo {
     pub version: &'static str,
     pub revision: &'static str,
     pub rustc_version: &'static str,
 }
 
-pub(crate) const BUILD: BuildInfo = BuildInfo {
+pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
     revision: env!("EXPORTER_GIT_REVISION"),
     rustc_version: env!("EXPORTER_RUSTC_VERSION"),
@@ -463,7 +463,7 @@ fn rows<'a, K: AsRef<[String]> + 'a, V: 'a>(
 
 /// The families that change only when a refresh ends: rendered once then.
 /// Families without samples are left out.
-pub(crate) fn refresh_families(state: &RefreshState) -> Vec<Family> {
+pub fn refresh_families(state: &RefreshState) -> Vec<Family> {
     let mut out = vec![
         one(&UP, if state.up { 1.0 } else { 0.0 }),
         one(&SCRAPE_DURATION, state.duration_seconds),
@@ -555,7 +555,7 @@ pub(crate) fn refresh_families(state: &RefreshState) -> Vec<Family> {
 }
 
 /// The OTLP push's families, read per scrape and per push.
-pub(crate) fn push_families(p: &PushCounts) -> Vec<Family> {
+pub fn push_families(p: &PushCounts) -> Vec<Family> {
     let result = |label: &str, n: u64| Sample {
         labels: vec![label.to_owned()],
         value: n as f64,
@@ -575,7 +575,7 @@ pub(crate) fn push_families(p: &PushCounts) -> Vec<Family> {
 }
 
 /// The live families, read per scrape.
-pub(crate) fn process_families(p: &ProcessStats) -> Vec<Family> {
+pub fn process_families(p: &ProcessStats) -> Vec<Family> {
     let mut out = vec![
         one(&PROCESS_CPU, p.cpu_seconds),
         one(&PROCESS_RSS, p.resident_bytes),

@@ -5,7 +5,7 @@
 const TICKS_PER_SECOND: f64 = 100.0;
 
 #[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct ProcessStats {
+pub struct ProcessStats {
     pub cpu_seconds: f64,
     pub resident_bytes: f64,
     pub virtual_bytes: f64,
@@ -17,7 +17,7 @@ pub(crate) struct ProcessStats {
 impl ProcessStats {
     /// Reads this process's figures; what cannot be read stays 0 (a
     /// locked-down /proc must not fail a scrape).
-    pub(crate) fn read() -> ProcessStats {
+    pub fn read() -> ProcessStats {
         let mut stats = ProcessStats::default();
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             let boot_time = std::fs::read_to_string("/proc/stat")

@@ -5,13 +5,13 @@ use super::families::{Family, Kind};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
     Text004,
     OpenMetrics,
 }
 
 impl Format {
-    pub(crate) fn content_type(self) -> &'static str {
+    pub fn content_type(self) -> &'static str {
         match self {
             Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -20,7 +20,7 @@ impl Format {
 
     /// Picks the format a scrape's `Accept` header prefers: OpenMetrics when
     /// it is offered with a q-value at least that of any text/plain range.
-    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+    pub fn negotiate(accept: Option<&str>) -> Format {
         let Some(accept) = accept else {
             return Format::Text004;
         };
@@ -50,7 +50,7 @@ impl Format {
 /// Appends `families` to `out`. `org` is the value of the constant
 /// `org_name` label. OpenMetrics' closing `# EOF` is not written here: the
 /// caller appends it after the last part of the exposition.
-pub(crate) fn encode(out: &mut String, families: &[Family], org: &str, format: Format) {
+pub fn encode(out: &mut String, families: &[Family], org: &str, format: Format) {
     let mut org_label = String::with_capacity(org.len() + 12);
     org_label.push_str("org_name=\"");
     escape_label_value(&mut org_label, org);
@@ -114,7 +114,7 @@ pub(crate) fn encode(out: &mut String, families: &[Family], org: &str, format: F
 }
 
 /// Label values escape `\`, `"` and newline (both formats).
-pub(crate) fn escape_label_value(out: &mut String, value: &str) {
+pub fn escape_label_value(out: &mut String, value: &str) {
     if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(value);
         return;
@@ -144,7 +144,7 @@ fn escape_help(out: &mut String, help: &str, format: Format) {
 /// Integers without a decimal point, other finite values in the shortest
 /// form that reads back exactly, and the exposition spellings of the
 /// special values (never Rust's `inf`).
-pub(crate) fn write_value(out: &mut String, value: f64) {
+pub fn write_value(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
     } else if value.is_infinite() {

@@ -17,7 +17,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// One export attempt; `timeout` is the time left for it.
-pub(crate) trait Export: Send + Sync {
+pub trait Export: Send + Sync {
     fn export(
         &self,
         request: &ExportMetricsServiceRequest,
@@ -36,7 +36,7 @@ impl Export for Transport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum Outcome {
     Delivered {
         accepted: Accepted,
         attempts: u32,
@@ -54,13 +54,13 @@ pub(crate) enum Outcome {
 
 /// Exponential backoff with "equal jitter": each wait is between half and
 /// all of the current step, so exporters restarted together spread out.
-pub(crate) struct Backoff {
+pub struct Backoff {
     step: Duration,
     rng: u64,
 }
 
 impl Backoff {
-    pub(crate) fn new(seed: u64) -> Backoff {
+    pub fn new(seed: u64) -> Backoff {
         Backoff {
             step: INITIAL_BACKOFF,
             // xorshift must not start at 0.
@@ -68,7 +68,7 @@ impl Backoff {
         }
     }
 
-    pub(crate) fn next_wait(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let step = self.step;
         self.step = (step * 2).min(MAX_BACKOFF);
         self.rng ^= self.rng << 13;
@@ -81,7 +81,7 @@ impl Backoff {
 }
 
 /// A seed that differs between processes and calls; not for cryptography.
-pub(crate) fn seed() -> u64 {
+pub fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -90,7 +90,7 @@ pub(crate) fn seed() -> u64 {
 
 /// Sends `request` until it is accepted, refused for good, `deadline`
 /// passes, or `newer` is notified during a wait.
-pub(crate) async fn deliver(
+pub async fn deliver(
     export: &impl Export,
     request: &ExportMetricsServiceRequest,
     deadline: Instant,

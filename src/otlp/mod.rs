@@ -12,9 +12,9 @@
 //! over gRPC or HTTP, answer classification), `delivery` (retries, backoff,
 //! deadline).
 
-pub(crate) mod delivery;
-pub(crate) mod mapper;
-pub(crate) mod transport;
+pub mod delivery;
+pub mod mapper;
+pub mod transport;
 
 use crate::cache::{unix_now, Cache, Published, Status};
 use crate::config::OtelConfig;
@@ -28,17 +28,17 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
-pub(crate) use transport::Material;
+pub use transport::Material;
 use transport::Transport;
 
 /// The snapshot part of the metric table for a published status (the same
 /// families the text encoder gets).
-pub(crate) type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
+pub type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
 
 /// Push results for the self-metrics. Atomics: written by the sender task,
 /// read by every scrape, no lock shared with either.
 #[derive(Debug, Default)]
-pub(crate) struct PushStats {
+pub struct PushStats {
     success: AtomicU64,
     partial: AtomicU64,
     failure: AtomicU64,
@@ -47,7 +47,7 @@ pub(crate) struct PushStats {
 }
 
 impl PushStats {
-    pub(crate) fn counts(&self) -> PushCounts {
+    pub fn counts(&self) -> PushCounts {
         let last = f64::from_bits(self.last_success.load(Ordering::Relaxed));
         PushCounts {
             success: self.success.load(Ordering::Relaxed),
@@ -74,7 +74,7 @@ impl PushStats {
 }
 
 /// The running push; `shutdown` ends it with a last push.
-pub(crate) struct Push {
+pub struct Push {
     shared: Arc<Shared>,
     ticker: JoinHandle<()>,
     sender: JoinHandle<()>,
@@ -100,7 +100,7 @@ struct Shared {
 
 impl Push {
     /// Starts the ticker and the sender; must run inside the runtime.
-    pub(crate) fn start(
+    pub fn start(
         config: &OtelConfig,
         material: &Material,
         cache: Cache,
@@ -151,7 +151,7 @@ impl Push {
 
     /// Stops both tasks and pushes what is published now (no refresh),
     /// giving up after `within`.
-    pub(crate) async fn shutdown(self, within: Duration) {
+    pub async fn shutdown(self, within: Duration) {
         self.ticker.abort();
         self.sender.abort();
         let shared = self.shared;

@@ -35,7 +35,7 @@ const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VE
 
 /// The collector took the batch; `rejected` data points of it were refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Accepted {
+pub struct Accepted {
     pub rejected: i64,
     /// The collector's partial-success message, possibly empty.
     pub message: String,
@@ -43,7 +43,7 @@ pub(crate) struct Accepted {
 
 /// Why an attempt failed, and whether the OTLP specification allows a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// `delay`: what the collector asked for (gRPC RetryInfo, HTTP Retry-After).
     Retryable {
         reason: String,
@@ -55,7 +55,7 @@ pub(crate) enum Failure {
 /// The TLS material and headers, read and checked before anything starts:
 /// a bad file or header is a bad setting (exit 2), not a failed push.
 #[derive(Clone)]
-pub(crate) struct Material {
+pub struct Material {
     /// PEM, holding at least one certificate.
     ca: Option<Vec<u8>>,
     /// PEM certificate chain and key.
@@ -65,7 +65,7 @@ pub(crate) struct Material {
 }
 
 impl Material {
-    pub(crate) fn load(config: &OtelConfig) -> Result<Material, String> {
+    pub fn load(config: &OtelConfig) -> Result<Material, String> {
         let ca = match &config.certificate {
             None => None,
             Some(path) => {
@@ -142,7 +142,7 @@ fn certificates(
 
 /// A connection to the collector; cheap to clone.
 #[derive(Clone)]
-pub(crate) enum Transport {
+pub enum Transport {
     // Boxed: both clients are a few hundred bytes.
     Grpc(Box<Grpc>),
     Http(Box<Http>),
@@ -151,7 +151,7 @@ pub(crate) enum Transport {
 impl Transport {
     /// Connects lazily: a collector that is down at start is reached once it
     /// is up. Must run inside the runtime.
-    pub(crate) fn new(config: &OtelConfig, material: &Material) -> Result<Transport, String> {
+    pub fn new(config: &OtelConfig, material: &Material) -> Result<Transport, String> {
         match config.protocol {
             OtlpProtocol::Grpc => Grpc::new(config, material).map(|g| Transport::Grpc(Box::new(g))),
             OtlpProtocol::HttpProtobuf => {
@@ -161,7 +161,7 @@ impl Transport {
     }
 
     /// One attempt; `timeout` is also told to the collector (`grpc-timeout`).
-    pub(crate) async fn export(
+    pub async fn export(
         &self,
         request: &ExportMetricsServiceRequest,
         timeout: Duration,
@@ -174,7 +174,7 @@ impl Transport {
 }
 
 #[derive(Clone)]
-pub(crate) struct Grpc {
+pub struct Grpc {
     client: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
 }
@@ -242,7 +242,7 @@ fn accepted(response: ExportMetricsServiceResponse) -> Accepted {
 
 /// The OTLP specification's retryable gRPC codes; RESOURCE_EXHAUSTED only
 /// when the collector says when to come back (RetryInfo).
-pub(crate) fn classify_grpc(status: &tonic::Status) -> Failure {
+pub fn classify_grpc(status: &tonic::Status) -> Failure {
     use tonic::Code;
     let delay = retry_delay(status.details());
     let mut reason = format!("{:?}: {}", status.code(), status.message());
@@ -267,7 +267,7 @@ use crate::cls::client::error_chain;
 /// `google.rpc.Status` and the parts of it read here (no googleapis crate
 /// for three messages).
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
     pub code: i32,
     #[prost(string, tag = "2")]
@@ -277,7 +277,7 @@ pub(crate) struct RpcStatus {
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct ProtoAny {
+pub struct ProtoAny {
     #[prost(string, tag = "1")]
     pub type_url: String,
     #[prost(bytes = "vec", tag = "2")]
@@ -285,20 +285,20 @@ pub(crate) struct ProtoAny {
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct RetryInfo {
+pub struct RetryInfo {
     #[prost(message, optional, tag = "1")]
     pub retry_delay: Option<ProtoDuration>,
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct ProtoDuration {
+pub struct ProtoDuration {
     #[prost(int64, tag = "1")]
     pub seconds: i64,
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }
 
-pub(crate) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// The RetryInfo delay in a `google.rpc.Status` (gRPC `grpc-status-details-bin`,
 /// or an OTLP/HTTP error body).
@@ -322,7 +322,7 @@ fn retry_delay(status_details: &[u8]) -> Option<Duration> {
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 #[derive(Clone)]
-pub(crate) struct Http {
+pub struct Http {
     client: HttpClient,
     uri: hyper::Uri,
     headers: HeaderMap,

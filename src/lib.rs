@@ -1,0 +1,32 @@
+//! nvidia-license-server-exporter: reads license entitlements, servers,
+//! pools and active leases from NVIDIA's Cloud License Service and serves
+//! them as Prometheus metrics.
+//!
+//! Layout (data flows down):
+//! - `config`, `duration`: flags + environment → validated `Config`.
+//! - `cls`: the CLS API client (HTTP, JSON, paging, retries).
+//! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
+//! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
+//! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
+//! - `otlp`: the same families pushed to an OpenTelemetry collector.
+//! - `server`: the HTTP listener; `status_page`: the HTML page at `/`;
+//!   `healthcheck`: the `healthcheck` subcommand.
+//!
+//! The binary (`main.rs`) is wiring only; this library exists so that the
+//! fuzz targets and the benchmarks reach the same code the binary runs.
+
+#![forbid(unsafe_code)]
+
+pub mod base64;
+pub mod cache;
+pub mod cls;
+pub mod config;
+pub mod duration;
+pub mod healthcheck;
+pub mod metrics;
+pub mod otlp;
+pub mod server;
+pub mod snapshot;
+pub mod stall_guard;
+pub mod status_page;
+pub mod web_config;
