@@ -54,12 +54,48 @@ fn main() -> ExitCode {
         }
         Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
         Ok(Command::Run(config)) => match Files::load(&config) {
-            Ok(files) => run(config, files),
+            Ok(files) => {
+                install_panic_hook(&config);
+                run(config, files)
+            }
             Err(error) => {
                 eprintln!("{NAME}: {error}");
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// A panic is a bug, but its message may still quote a value that came from
+/// the configuration: the report is one line with the API key and the OTLP
+/// header values blanked out.
+fn install_panic_hook(config: &Config) {
+    let secrets: Vec<String> = std::iter::once(config.api_key.expose())
+        .chain(config.otel.headers.iter().map(|(_, value)| value.expose()))
+        .filter(|secret| !secret.is_empty())
+        .map(str::to_owned)
+        .collect();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let mut message = message.replace(['\n', '\r'], " ");
+        for secret in &secrets {
+            message = message.replace(secret.as_str(), "[redacted]");
+        }
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("{NAME}: internal error{location}: {message} (a bug: please report it)");
+    }));
+    // Debug builds only: lets the secret test see a real panic report.
+    #[cfg(debug_assertions)]
+    if let Ok(message) = std::env::var("EXPORTER_DEBUG_PANIC") {
+        panic!("{message}");
     }
 }
 
