@@ -245,6 +245,7 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
         tls: web.tls.map(tokio_rustls::TlsAcceptor::from),
         auth: web.auth,
         healthz_open: config.healthz_open,
+        live: server::LiveTails::default(),
     });
     server::serve(listener, state, shutdown_signal()).await;
     if let Some(push) = push {

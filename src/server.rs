@@ -2,9 +2,9 @@
 //! (header read timeout, concurrent connections) and graceful shutdown.
 //! Never calls CLS itself: it asks the cache.
 
-use crate::cache::Cache;
-use crate::metrics::exposition::Part;
-use crate::metrics::families::{process_families, push_families};
+use crate::cache::{Cache, Published};
+use crate::metrics::exposition::{live_text, Part};
+use crate::metrics::families::{process_families, push_families, Family, PushCounts};
 use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
 use crate::stall_guard::StallGuard;
@@ -23,9 +23,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -38,6 +38,11 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight responses may take to finish after SIGTERM.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How old the process figures in a scrape may be. Scrapes this far apart
+/// (any scrape interval Prometheus allows) each read /proc afresh; a burst
+/// of scrapes shares one reading and one rendered tail instead of paying
+/// for both on every request.
+pub const LIVE_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub struct AppState {
     pub cache: Cache,
@@ -50,6 +55,9 @@ pub struct AppState {
     /// Basic auth for every route but (with `healthz_open`) `/healthz`.
     pub auth: Option<Arc<BasicAuth>>,
     pub healthz_open: bool,
+    /// The rendered live tail of the bodies, shared by the scrapes of the
+    /// last LIVE_MAX_AGE.
+    pub live: LiveTails,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
@@ -182,14 +190,13 @@ async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> 
     let format = Format::negotiate(header(ACCEPT));
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
     let published = state.cache.get().await;
-    let mut live = match &state.push {
-        Some(push) => push_families(&push.counts()),
-        None => Vec::new(),
-    };
-    live.extend(process_families(&ProcessStats::read()));
+    let push = state.push.as_ref().map(|p| p.counts());
     let part: &Part = published.rendered.part(format);
-    let body = part.body(&live, &state.org, format, gzip);
-    let mut response = Response::new(Chunks::new(body));
+    let tail = state
+        .live
+        .current(&published, push)
+        .chunk(part, format, gzip, &state.org);
+    let mut response = Response::new(Chunks::new([part.head(gzip), tail]));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -200,6 +207,98 @@ async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> 
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
+}
+
+/// The latest reading of the live values (process figures, push counters)
+/// and the tails rendered from it, one per format and encoding, made when
+/// first asked for. An `RwLock` around an `Arc`, like the cache: readers
+/// hold the lock only to clone the `Arc`.
+pub struct LiveTails {
+    current: RwLock<Arc<Tails>>,
+}
+
+struct Tails {
+    /// The refresh part the gzip tails continue (their CRC and length
+    /// depend on it). Weak, so an old part is not kept alive; comparing
+    /// the pointer is sound because a Weak keeps the allocation.
+    published: Weak<Published>,
+    read_at: Instant,
+    push: Option<PushCounts>,
+    families: Vec<Family>,
+    /// Indexed by `slot`.
+    texts: [OnceLock<Bytes>; 2],
+    gzip_ends: [OnceLock<Bytes>; 2],
+}
+
+impl Default for LiveTails {
+    fn default() -> LiveTails {
+        LiveTails {
+            current: RwLock::new(Arc::new(Tails {
+                published: Weak::new(),
+                read_at: Instant::now(),
+                push: None,
+                families: Vec::new(),
+                texts: Default::default(),
+                gzip_ends: Default::default(),
+            })),
+        }
+    }
+}
+
+impl LiveTails {
+    /// Tails for `published` with the push counters as they are now and
+    /// process figures at most LIVE_MAX_AGE old: the current ones when they
+    /// fit, else a new reading. Two scrapes that find the same stale entry
+    /// both read /proc; the later swap wins, and both answers are correct.
+    fn current(&self, published: &Arc<Published>, push: Option<PushCounts>) -> Arc<Tails> {
+        let tails = match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if std::ptr::eq(tails.published.as_ptr(), Arc::as_ptr(published))
+            && tails.push == push
+            && tails.read_at.elapsed() < LIVE_MAX_AGE
+        {
+            return tails;
+        }
+        let mut families = match &push {
+            Some(counts) => push_families(counts),
+            None => Vec::new(),
+        };
+        families.extend(process_families(&ProcessStats::read()));
+        let fresh = Arc::new(Tails {
+            published: Arc::downgrade(published),
+            read_at: Instant::now(),
+            push,
+            families,
+            texts: Default::default(),
+            gzip_ends: Default::default(),
+        });
+        match self.current.write() {
+            Ok(mut guard) => *guard = fresh.clone(),
+            Err(poisoned) => *poisoned.into_inner() = fresh.clone(),
+        }
+        fresh
+    }
+}
+
+impl Tails {
+    /// The second chunk of a body of `format` after `part` (which belongs
+    /// to the `published` these tails were made for).
+    fn chunk(&self, part: &Part, format: Format, gzip: bool, org: &str) -> Bytes {
+        let slot = match format {
+            Format::Text004 => 0,
+            Format::OpenMetrics => 1,
+        };
+        let text = self.texts[slot].get_or_init(|| live_text(&self.families, org, format));
+        if gzip {
+            self.gzip_ends[slot]
+                .get_or_init(|| part.tail(text, true))
+                .clone()
+        } else {
+            text.clone()
+        }
+    }
 }
 
 fn landing(state: &AppState) -> Response<Chunks> {
@@ -292,6 +391,81 @@ impl Body for Chunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::{RefreshFn, RenderFn};
+    use crate::metrics::exposition::Rendered;
+    use crate::snapshot::Snapshot;
+    use std::io::Read;
+
+    /// A cache whose every `get` publishes a new refresh (TTL 0).
+    fn always_refreshing_cache() -> Cache {
+        let refresh: RefreshFn = Arc::new(|_| Box::pin(async { Ok(Snapshot::default()) }));
+        let render: RenderFn = Arc::new(|_| Rendered::new(&[], "o"));
+        Cache::new(refresh, render, Duration::ZERO, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn live_tail_is_shared_until_a_refresh_a_push_or_its_age_changes_it() {
+        let cache = always_refreshing_cache();
+        let live = LiveTails::default();
+        let first = cache.get().await;
+        let a = live.current(&first, None);
+        assert!(Arc::ptr_eq(&a, &live.current(&first, None)));
+
+        let pushed = PushCounts {
+            success: 1,
+            ..PushCounts::default()
+        };
+        let b = live.current(&first, Some(pushed));
+        assert!(!Arc::ptr_eq(&a, &b), "a push is counted at once");
+        assert_eq!(b.push, Some(pushed));
+
+        let second = cache.get().await;
+        assert!(!Arc::ptr_eq(&first, &second));
+        let c = live.current(&second, Some(pushed));
+        assert!(
+            !Arc::ptr_eq(&b, &c),
+            "a new refresh part needs new gzip ends"
+        );
+
+        let old = Instant::now()
+            .checked_sub(LIVE_MAX_AGE)
+            .expect("the monotonic clock is past LIVE_MAX_AGE");
+        *live.current.write().unwrap() = Arc::new(Tails {
+            published: Arc::downgrade(&second),
+            read_at: old,
+            push: Some(pushed),
+            families: Vec::new(),
+            texts: Default::default(),
+            gzip_ends: Default::default(),
+        });
+        let d = live.current(&second, Some(pushed));
+        assert!(
+            d.read_at > old,
+            "process figures are read again after LIVE_MAX_AGE"
+        );
+        assert!(!d.families.is_empty());
+    }
+
+    #[tokio::test]
+    async fn shared_tails_make_the_same_body_plain_and_gzip() {
+        let cache = always_refreshing_cache();
+        let live = LiveTails::default();
+        let published = cache.get().await;
+        let tails = live.current(&published, None);
+        for format in [Format::Text004, Format::OpenMetrics] {
+            let part = published.rendered.part(format);
+            let plain = [part.head(false), tails.chunk(part, format, false, "o")].concat();
+            let zipped = [part.head(true), tails.chunk(part, format, true, "o")].concat();
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(&zipped[..])
+                .read_to_end(&mut unzipped)
+                .unwrap();
+            assert_eq!(unzipped, plain);
+            assert!(std::str::from_utf8(&plain)
+                .unwrap()
+                .contains("process_open_fds "));
+        }
+    }
 
     #[test]
     fn gzip_acceptance_follows_q_values() {

@@ -72,25 +72,49 @@ impl Part {
     /// The whole body as two chunks, the refresh part shared (not copied):
     /// the live families and, for OpenMetrics, `# EOF` come after it.
     pub fn body(&self, live: &[Family], org: &str, format: Format, gzip: bool) -> [Bytes; 2] {
-        let mut tail = String::with_capacity(1024);
-        encode(&mut tail, live, org, format);
-        if format == Format::OpenMetrics {
-            tail.push_str(OPENMETRICS_EOF);
+        let live = live_text(live, org, format);
+        [self.head(gzip), self.tail(&live, gzip)]
+    }
+
+    /// The first chunk of a body: this part, plain or as the head of a gzip
+    /// member; a reference to the shared bytes.
+    pub fn head(&self, gzip: bool) -> Bytes {
+        if gzip {
+            self.gzip_head.clone()
+        } else {
+            self.plain.clone()
         }
+    }
+
+    /// The second chunk of a body, given the live text (`live_text`): as it
+    /// is, or as the final deflate block and the gzip trailer that continue
+    /// this part's head.
+    pub fn tail(&self, live: &Bytes, gzip: bool) -> Bytes {
         if !gzip {
-            return [self.plain.clone(), Bytes::from(tail.into_bytes())];
+            return live.clone();
         }
         let mut encoder =
-            DeflateEncoder::new(Vec::with_capacity(tail.len() / 2 + 32), Compression::fast());
-        let _ = encoder.write_all(tail.as_bytes());
+            DeflateEncoder::new(Vec::with_capacity(live.len() / 2 + 32), Compression::fast());
+        let _ = encoder.write_all(live);
         let mut end = encoder.finish().unwrap_or_default();
         let mut crc = crc32fast::Hasher::new_with_initial(self.crc);
-        crc.update(tail.as_bytes());
-        let length = (self.plain.len() + tail.len()) as u32; // ISIZE is the length mod 2^32
+        crc.update(live);
+        let length = (self.plain.len() + live.len()) as u32; // ISIZE is the length mod 2^32
         end.extend_from_slice(&crc.finalize().to_le_bytes());
         end.extend_from_slice(&length.to_le_bytes());
-        [self.gzip_head.clone(), Bytes::from(end)]
+        Bytes::from(end)
     }
+}
+
+/// The text that follows the refresh part in every body of `format`: the
+/// live families and, for OpenMetrics, `# EOF`.
+pub fn live_text(live: &[Family], org: &str, format: Format) -> Bytes {
+    let mut tail = String::with_capacity(1024);
+    encode(&mut tail, live, org, format);
+    if format == Format::OpenMetrics {
+        tail.push_str(OPENMETRICS_EOF);
+    }
+    Bytes::from(tail.into_bytes())
 }
 
 #[cfg(test)]

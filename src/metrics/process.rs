@@ -20,10 +20,7 @@ impl ProcessStats {
     pub fn read() -> ProcessStats {
         let mut stats = ProcessStats::default();
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            let boot_time = std::fs::read_to_string("/proc/stat")
-                .ok()
-                .and_then(|s| parse_boot_time(&s))
-                .unwrap_or(0.0);
+            let boot_time = boot_time();
             if let Some(fields) = parse_stat(&stat) {
                 stats.cpu_seconds = (fields.utime + fields.stime) / TICKS_PER_SECOND;
                 stats.start_time_seconds = boot_time + fields.start_ticks / TICKS_PER_SECOND;
@@ -39,6 +36,18 @@ impl ProcessStats {
             .and_then(|s| parse_max_fds(&s));
         stats
     }
+}
+
+/// The boot time does not change while we run, and /proc/stat is costly to
+/// read (the kernel formats counters of every CPU and interrupt): read once.
+fn boot_time() -> f64 {
+    static BOOT_TIME: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_boot_time(&s))
+            .unwrap_or(0.0)
+    })
 }
 
 struct StatFields {
