@@ -25,7 +25,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+N = 20  # starts per way; the first argument when run as a script
 BIN = os.path.join(ROOT, "target/x86_64-unknown-linux-musl/release/nvidia-license-server-exporter")
 IMAGE = "localhost/nvidia-license-server-exporter:coldstart-bench"
 PODMAN = ["podman", "--runtime", "runc"]
@@ -133,6 +133,9 @@ def row(label, times, rss):
 
 
 def main():
+    global N
+    if len(sys.argv) > 1:
+        N = int(sys.argv[1])
     subprocess.run([os.path.join(ROOT, "scripts/build-musl")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "fake-cls"], cwd=ROOT, check=True)
     cls_port = free_port()

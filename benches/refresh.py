@@ -156,7 +156,7 @@ def one_refresh(args, fake_port, parallelism):
     return wall, requests, rss, cpu
 
 
-def main():
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--org", default="100,1000,50000", help="GROUPS,SERVERS,LEASES")
     p.add_argument("--latency-ms", type=int, default=20)
@@ -164,12 +164,14 @@ def main():
     p.add_argument("--parallelism", default="8,32,64,128")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--no-build", action="store_true")
-    args = p.parse_args()
-    args.groups, args.servers, args.leases = map(int, args.org.split(","))
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "nvidia-license-server-exporter",
-                        "--example", "fake-cls"], cwd=ROOT, check=True)
+    return p
 
+
+def run(args):
+    """Measures every PARALLELISM of `args`; returns (description, rows), a
+    row being a dict of the figures (medians of the runs, peak RSS the
+    largest)."""
+    args.groups, args.servers, args.leases = map(int, args.org.split(","))
     latency = args.latency_ms / 1000
     # Longest chain: every page of groups, then every page of the last
     # group's servers (the generator spreads servers evenly), then one pool
@@ -194,36 +196,58 @@ def main():
         assert "listening" in line, line
         measured = calibrate(fake_port)
         nominal = {e: latency for e in ENDPOINTS}
-        print(f"org: {args.groups} groups, {args.servers} servers, {args.leases} leases; "
-              f"latency {args.latency_ms} ms; page size {args.page_size}; "
-              f"longest chain {chain} requests ({group_pages} group pages + {server_pages} server pages + 1); "
-              f"median of {args.runs} runs")
-        print("one request alone on the idle fake: " + ", ".join(
-            f"{e} {measured[e] * 1000:.1f} ms" for e in ENDPOINTS) + "\n")
-        print("| PARALLELISM | requests | lower bound | refresh wall time | ratio | ratio to measured-latency bound "
-              "| peak RSS | exporter CPU | fake CPU |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        description = (
+            f"org: {args.groups} groups, {args.servers} servers, {args.leases} leases; "
+            f"latency {args.latency_ms} ms; page size {args.page_size}; "
+            f"longest chain {chain} requests ({group_pages} group pages + {server_pages} server pages + 1); "
+            f"median of {args.runs} runs\n"
+            "one request alone on the idle fake: "
+            + ", ".join(f"{e} {measured[e] * 1000:.1f} ms" for e in ENDPOINTS))
+        rows = []
         for parallelism in map(int, args.parallelism.split(",")):
             runs = []
             for _ in range(args.runs):
                 fake_cpu = cpu_seconds(fake.pid)
                 wall, requests, rss, cpu = one_refresh(args, fake_port, parallelism)
                 runs.append((wall, requests, rss, cpu, cpu_seconds(fake.pid) - fake_cpu))
-            wall = statistics.median(r[0] for r in runs)
             requests = runs[0][1]
             assert all(r[1] == requests for r in runs), [r[1] for r in runs]
-            lower = bound(nominal, requests, parallelism)
-            calibrated = bound(measured, requests, parallelism)
-            rss = max(r[2] for r in runs)
-            cpu = statistics.median(r[3] for r in runs)
-            fake_cpu = statistics.median(r[4] for r in runs)
-            ratio = lambda b: f"{wall / b:.2f}" if b > 0 else "-"  # noqa: E731 (no latency: no bound)
-            print(f"| {parallelism} | {sum(requests.values())} | {lower * 1000:.0f} ms | {wall * 1000:.0f} ms | "
-                  f"{ratio(lower)} | {ratio(calibrated)} | {rss:.1f} MiB | {cpu * 1000:.0f} ms | "
-                  f"{fake_cpu * 1000:.0f} ms |")
+            rows.append({
+                "parallelism": parallelism,
+                "requests": sum(requests.values()),
+                "bound_s": bound(nominal, requests, parallelism),
+                "measured_bound_s": bound(measured, requests, parallelism),
+                "wall_s": statistics.median(r[0] for r in runs),
+                "peak_rss_mib": max(r[2] for r in runs),
+                "cpu_s": statistics.median(r[3] for r in runs),
+                "fake_cpu_s": statistics.median(r[4] for r in runs),
+            })
+        return description, rows
     finally:
         fake.terminate()
         fake.wait(timeout=10)
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "nvidia-license-server-exporter",
+                    "--example", "fake-cls"], cwd=ROOT, check=True)
+
+
+def main():
+    args = parser().parse_args()
+    if not args.no_build:
+        build()
+    description, rows = run(args)
+    print(description + "\n")
+    print("| PARALLELISM | requests | lower bound | refresh wall time | ratio | ratio to measured-latency bound "
+          "| peak RSS | exporter CPU | fake CPU |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        wall = r["wall_s"]
+        ratio = lambda b: f"{wall / b:.2f}" if b > 0 else "-"  # noqa: E731 (no latency: no bound)
+        print(f"| {r['parallelism']} | {r['requests']} | {r['bound_s'] * 1000:.0f} ms | {wall * 1000:.0f} ms | "
+              f"{ratio(r['bound_s'])} | {ratio(r['measured_bound_s'])} | {r['peak_rss_mib']:.1f} MiB | "
+              f"{r['cpu_s'] * 1000:.0f} ms | {r['fake_cpu_s'] * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

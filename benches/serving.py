@@ -23,7 +23,13 @@ the figures are medians over rounds:
 
 Loopback only; every run is bounded in time (wrk -d) and every wait has a
 timeout. Usage: benches/serving.py [--rounds N] [--duration S]
-[--connections C] [--threads T] [--org G,S,L] [--no-build] [--json]
+[--connections C] [--threads T] [--org G,S,L] [--exporter PATH]
+[--musl PATH] [--no-build] [--json]
+
+A bare hyper server (benches/tools/bare_hyper.rs) serving the same bytes
+runs in the same turns: the ceiling of hyper on this machine, with nothing
+of the exporter on the path. `--musl PATH` adds a second exporter, the
+static musl build, refreshed from the same fake.
 """
 import argparse
 import gzip
@@ -205,6 +211,7 @@ def start_nginx(tmp, port, plain_body, gzip_body, headers):
 
 
 SERVERS = ("exporter", "nginx", "bare-hyper")
+MUSL = "exporter-musl"
 
 
 def run(args):
@@ -228,6 +235,15 @@ def run(args):
         assert status == 200 and gz_headers.get("content-encoding") == "gzip", gz_headers
         series = sum(1 for line in gzip.decompress(gzip_body).split(b"\n") if line and not line.startswith(b"#"))
         rss_refreshed = status_kib(exporter.pid, "VmRSS") / 1024
+        servers = list(SERVERS)
+        if args.musl:
+            servers.append(MUSL)
+            ports[MUSL] = free_port()
+            procs[MUSL] = subprocess.Popen([args.musl], env=dict(env, LISTEN_ADDRESS=f"127.0.0.1:{ports[MUSL]}"),
+                                           stdin=subprocess.DEVNULL)
+            until_up(ports[MUSL])
+            assert get(ports[MUSL], "/metrics")[0] == 200
+            rss_refreshed_musl = status_kib(procs[MUSL].pid, "VmRSS") / 1024
         fake.terminate()  # nothing may refresh behind the benchmark's back
         fake.wait(timeout=10)
 
@@ -250,10 +266,10 @@ def run(args):
         pids["nginx"] += children(procs["nginx"].pid)
         assert len(pids["nginx"]) == WORKERS + 1, pids["nginx"]
 
-        runs = {(server, kind): [] for server in SERVERS for kind in ("plain", "gzip")}
+        runs = {(server, kind): [] for server in servers for kind in ("plain", "gzip")}
         for _ in range(args.rounds):
             for kind in ("plain", "gzip"):
-                for server in SERVERS:
+                for server in servers:
                     runs[(server, kind)].append(measured(ports[server], pids[server], args, kind == "gzip"))
         out = {
             "org": args.org, "series": series, "plain_bytes": len(plain_body), "gzip_bytes": len(gzip_body),
@@ -262,7 +278,12 @@ def run(args):
             "exporter_rss_refreshed_mib": rss_refreshed,
             "exporter_rss_mib": status_kib(exporter.pid, "VmRSS") / 1024,
             "exporter_hwm_mib": status_kib(exporter.pid, "VmHWM") / 1024,
+            "servers": servers,
         }
+        if args.musl:
+            out["exporter-musl_rss_refreshed_mib"] = rss_refreshed_musl
+            out["exporter-musl_rss_mib"] = status_kib(procs[MUSL].pid, "VmRSS") / 1024
+            out["exporter-musl_hwm_mib"] = status_kib(procs[MUSL].pid, "VmHWM") / 1024
         for (server, kind), results in runs.items():
             for figure in ("rps", "p99_ms", "cpu_us", "client_cpu_us"):
                 out[f"{server}_{kind}_{figure}"] = statistics.median(r[figure] for r in results)
@@ -288,6 +309,7 @@ def parser():
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--org", default="14,140,1400", help="GROUPS,SERVERS,LEASES of the generated org")
     p.add_argument("--exporter", default=EXPORTER, help="the exporter binary (default: the release build)")
+    p.add_argument("--musl", metavar="PATH", help="also measure this exporter binary (the static musl build)")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p
@@ -315,7 +337,7 @@ def main():
     print("| body | server | requests/s | ratio to nginx | p99 | server CPU per request | wrk CPU per request |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for kind in ("plain", "gzip"):
-        for server in SERVERS:
+        for server in r["servers"]:
             k = f"{server}_{kind}"
             ratio = r[f"{k}_rps"] / r[f"nginx_{kind}_rps"]
             print(f"| {kind} | {server} | {r[k + '_rps']:.0f} | {ratio:.2f} | {r[k + '_p99_ms']:.2f} ms | "

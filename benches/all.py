@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Runs every benchmark and writes the figures to benches/RESULTS.md.
+
+Builds the release binaries (glibc) and the static musl binary, then runs:
+
+- serving (benches/serving.py): wrk against /metrics of a fresh cache of a
+  medium org (~2,000 series), plain and gzip, against nginx serving the same
+  bytes as static files and a bare hyper server, in turns, several rounds;
+- footprint (benches/coldstart.py's cold starts): the static musl binary's
+  size, RSS after start and after the first refresh of the fixture org (a
+  small org), time from exec to the first /healthz answer; RSS under the
+  serving benchmark;
+- refresh (benches/refresh.py): one refresh of a small and of a large org
+  against the critical-path bound, with CPU time and peak RSS;
+- encoder (scripts/bench-encoder, when present): its `RESULT encoder` line.
+
+Writes a Markdown table (figure | ours | alternative | ratio | target | met?)
+with the date, the machine (cores, CPU model, kernel, rustc) and the command.
+Loopback only; every step is bounded. About 6 to 8 minutes on 2 cores.
+
+Usage: benches/all.py [--quick] [--output PATH] [--no-build]
+  --quick   one short round of everything (to check the script, not for figures)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+BENCHES = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCHES)
+sys.path.insert(0, BENCHES)
+
+import coldstart  # noqa: E402
+import refresh  # noqa: E402
+import serving  # noqa: E402
+
+MUSL_BIN = coldstart.BIN
+MIB = 1048576
+
+
+def machine():
+    with open("/proc/cpuinfo") as f:
+        models = re.findall(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return {
+        "cores": os.cpu_count(),
+        "cpu": models[0] if models else platform.processor() or "unknown",
+        "kernel": f"Linux {platform.release()} {platform.machine()}",
+        "rustc": rustc,
+        "load": load,
+    }
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, figure, ours, alternative="–", ratio=None, target="–", met=None):
+        ratio_text = "–" if ratio is None else f"{ratio:.2f}×"
+        met_text = "–" if met is None else ("yes" if met else "**no**")
+        self.rows.append((figure, ours, alternative, ratio_text, target, met_text))
+
+    def markdown(self):
+        lines = ["| figure | ours | alternative | ratio | target | met? |", "|---|---:|---:|---:|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def step(name):
+    print(f"all.py: {name} ...", file=sys.stderr, flush=True)
+    return time.monotonic()
+
+
+def serving_rows(table, notes, quick):
+    args = serving.parser().parse_args(
+        ["--rounds", "1" if quick else "5", "--duration", "2" if quick else "5", "--musl", MUSL_BIN])
+    r = serving.run(args)
+    notes.append(
+        f"Serving: generated org {r['org']} ({r['series']} series, {r['plain_bytes']:,} bytes plain, "
+        f"{r['gzip_bytes']:,} gzip); `wrk -t{r['threads']} -c{r['connections']} -d{r['duration_s']}s --latency`; "
+        f"{r['workers']} workers for every server; the exporter is the glibc release build; median of "
+        f"{r['rounds']} rounds, servers in turns. Alternative: nginx serving the same bytes (sendfile, gzip_static).")
+    for kind, target in (("plain", 1.0), ("gzip", 1.2)):
+        ours, nginx = r[f"exporter_{kind}_rps"], r[f"nginx_{kind}_rps"]
+        table.add(f"serving {kind}: requests/s", f"{ours:,.0f}", f"{nginx:,.0f} (nginx)", ours / nginx,
+                  f"≥ {target:.1f}× nginx", ours / nginx >= target)
+        ours_p99, nginx_p99 = r[f"exporter_{kind}_p99_ms"], r[f"nginx_{kind}_p99_ms"]
+        table.add(f"serving {kind}: p99 latency", f"{ours_p99:.2f} ms", f"{nginx_p99:.2f} ms (nginx)",
+                  ours_p99 / nginx_p99, "≤ nginx", ours_p99 <= nginx_p99)
+        ours_cpu, nginx_cpu = r[f"exporter_{kind}_cpu_us"], r[f"nginx_{kind}_cpu_us"]
+        table.add(f"serving {kind}: server CPU per request", f"{ours_cpu:.1f} µs", f"{nginx_cpu:.1f} µs (nginx)",
+                  ours_cpu / nginx_cpu, "reported")
+    for kind in ("plain", "gzip"):
+        bare, nginx = r[f"bare-hyper_{kind}_rps"], r[f"nginx_{kind}_rps"]
+        table.add(f"serving {kind}: requests/s of a bare hyper server (reference)", f"{bare:,.0f}",
+                  f"{nginx:,.0f} (nginx)", bare / nginx, "reference")
+        musl = r[f"exporter-musl_{kind}_rps"]
+        table.add(f"serving {kind}: requests/s, static musl binary", f"{musl:,.0f}", f"{nginx:,.0f} (nginx)",
+                  musl / nginx, "reported")
+    return r
+
+
+def footprint_rows(table, notes, serving_result, quick):
+    size = os.path.getsize(MUSL_BIN)
+    table.add("static musl binary, stripped", f"{size / MIB:.2f} MiB", ratio=None,
+              target="≤ 4 MiB (aim ≤ 3 MiB)", met=size <= 4 * MIB)
+    coldstart.N = 5 if quick else 20
+    cls_port = coldstart.free_port()
+    fake = subprocess.Popen([refresh.FAKE, "--listen", f"127.0.0.1:{cls_port}", "--fixture",
+                             os.path.join(ROOT, "proto-tests/fixtures/org.json"), "--api-key", "k"],
+                            stdout=subprocess.PIPE)
+    try:
+        fake.stdout.readline()
+        times, (idle, refreshed) = coldstart.process_starts([MUSL_BIN], cls_port)
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+    ms = sorted(t * 1000 for t in times)
+    table.add("RSS after start (static musl)", f"{idle / 1024:.1f} MiB")
+    table.add("RSS after the first refresh of a small org (fixture; static musl)", f"{refreshed / 1024:.1f} MiB",
+              target="≤ 8 MiB", met=refreshed / 1024 <= 8)
+    r = serving_result
+    table.add("RSS under the serving benchmark, peak (medium org; static musl)",
+              f"{r['exporter-musl_hwm_mib']:.1f} MiB")
+    table.add("RSS under the serving benchmark, peak (medium org; glibc)", f"{r['exporter_hwm_mib']:.1f} MiB")
+    table.add(f"exec to the first /healthz 200 (static musl, median of {len(ms)})", f"{statistics.median(ms):.1f} ms",
+              target="≤ 20 ms", met=statistics.median(ms) <= 20)
+    notes.append(f"Cold start: worst of {len(ms)} starts {ms[-1]:.1f} ms. RSS is VmRSS, 1 s after the event.")
+
+
+def refresh_rows(table, notes, quick):
+    orgs = (("small", "10,100,1000"), ("large", "100,1000,50000"))
+    for name, org in orgs:
+        args = refresh.parser().parse_args(["--org", org, "--parallelism", "8", "--runs", "1" if quick else "3"])
+        description, rows = refresh.run(args)
+        r = rows[0]
+        ratio = r["wall_s"] / r["bound_s"]
+        notes.append(f"Refresh, {name} org: {description.splitlines()[0]}; PARALLELISM 8 (the default).")
+        table.add(f"refresh of a {name} org ({org.replace(',', ' / ')} groups/servers/leases): wall time",
+                  f"{r['wall_s'] * 1000:.0f} ms", f"{r['bound_s'] * 1000:.0f} ms (critical-path bound)", ratio,
+                  "≤ 1.2× bound", ratio <= 1.2)
+        table.add(f"refresh of a {name} org: exporter CPU (user + system)", f"{r['cpu_s'] * 1000:.0f} ms")
+        table.add(f"refresh of a {name} org: peak RSS (start + refresh)", f"{r['peak_rss_mib']:.1f} MiB",
+                  target="≤ 64 MiB" if name == "large" else "–",
+                  met=r["peak_rss_mib"] <= 64 if name == "large" else None)
+
+
+def encoder_rows(table, notes, quick):
+    script = os.path.join(ROOT, "scripts/bench-encoder")
+    if not os.access(script, os.X_OK):
+        table.add("encoder", "not run: scripts/bench-encoder is missing")
+        return
+    argv = [script] + (["--quick"] if quick else [])
+    try:
+        out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=420)
+    except subprocess.TimeoutExpired:
+        table.add("encoder", "not run: scripts/bench-encoder took over 7 minutes")
+        return
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT encoder ")), None)
+    if out.returncode != 0 or line is None:
+        table.add("encoder", f"not run: scripts/bench-encoder exited {out.returncode} without a RESULT line")
+        return
+    values = dict(item.split("=", 1) for item in line.split()[2:] if "=" in item)
+    per_series = {k[: -len("_ns_per_series")]: float(v) for k, v in values.items() if k.endswith("_ns_per_series")}
+    alternatives = {k: v for k, v in per_series.items() if k.startswith("prometheus")}
+    ours = {k: v for k, v in per_series.items() if not k.startswith("prometheus")}
+    for key, ns in ours.items():
+        if alternatives:
+            alt_key, alt_ns = min(alternatives.items(), key=lambda kv: kv[1])
+            table.add(f"encoder ({key}): time per series", f"{ns:.1f} ns", f"{alt_ns:.1f} ns ({alt_key})",
+                      alt_ns / ns, "faster than the faster alternative", alt_ns / ns >= 1)
+        else:
+            table.add(f"encoder ({key}): time per series", f"{ns:.1f} ns")
+    notes.append("Encoder: `scripts/bench-encoder` " + line[len("RESULT encoder "):] + " (ratio: speed-up).")
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--locked", "--bin", "nvidia-license-server-exporter",
+                    "--example", "fake-cls", "--example", "bare-hyper"], cwd=ROOT, check=True)
+    subprocess.run([os.path.join(ROOT, "scripts/build-musl")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="one short round of everything, to check the script")
+    p.add_argument("--output", default=os.path.join(BENCHES, "RESULTS.md"))
+    p.add_argument("--no-build", action="store_true")
+    args = p.parse_args()
+    for tool in ("wrk", serving.NGINX):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"all.py: {tool} is missing (scripts/install-deps installs it)")
+    started = time.monotonic()
+    when = datetime.datetime.now(datetime.timezone.utc)
+    host = machine()
+    table, notes, timings = Table(), [], {}
+    if not args.no_build:
+        t = step("build")
+        build()
+        timings["build"] = time.monotonic() - t
+    t = step("serving")
+    serving_result = serving_rows(table, notes, args.quick)
+    timings["serving"] = time.monotonic() - t
+    t = step("footprint")
+    footprint_rows(table, notes, serving_result, args.quick)
+    timings["footprint"] = time.monotonic() - t
+    t = step("refresh")
+    refresh_rows(table, notes, args.quick)
+    timings["refresh"] = time.monotonic() - t
+    t = step("encoder")
+    encoder_rows(table, notes, args.quick)
+    timings["encoder"] = time.monotonic() - t
+    total = time.monotonic() - started
+
+    command = "benches/all.py" + (" --quick" if args.quick else "") + (" --no-build" if args.no_build else "")
+    doc = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` on {when:%Y-%m-%d %H:%M} UTC in {total / 60:.1f} minutes "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}).",
+        "",
+        f"Machine: {host['cores']} cores, {host['cpu']}; {host['kernel']}; {host['rustc']}; "
+        f"load average at the start {host['load']} (other work shares the machine: compare the ratios, "
+        "which are measured side by side in the same run, not the absolute figures).",
+        "",
+        table.markdown(),
+        "",
+        "Ratios: ours / alternative (for the encoder, alternative / ours: the speed-up). "
+        "Details and how each figure is measured: benches/README.md.",
+        "",
+    ] + [f"- {n}" for n in notes] + [
+        "",
+        "Every serving run, per round (requests/s):",
+        "",
+        "```",
+        json.dumps({k: v for k, v in serving_result.items() if k.endswith("_rps_all")}, indent=1),
+        "```",
+        "",
+    ]
+    with open(args.output, "w") as f:
+        f.write("\n".join(doc))
+    print("\n".join(doc))
+    print(f"all.py: wrote {os.path.relpath(args.output, ROOT)} in {total / 60:.1f} minutes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
