@@ -53,9 +53,9 @@ async fn thousands_of_scrapes_while_refreshes_fail_and_succeed() {
     const PER_WAVE: usize = 250;
     let ok = Arc::new(AtomicUsize::new(0));
     for wave in 0..WAVES {
-        // Every other half second the API fails (HTTP 500, not retried).
+        // Every other half second the API fails (HTTP 400, not retried).
         if wave % 2 == 0 {
-            cls.set_override("/virtual-groups", Canned::status(500));
+            cls.set_override("/virtual-groups", Canned::status(400));
         } else {
             cls.clear_overrides();
         }

@@ -214,11 +214,13 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_or_else(|_| config.listen_address.clone(), |a| a.to_string());
+    // The operator's strings are quoted and escaped (Debug): an org name
+    // with a newline must not split the record in two.
     tracing::info!(
         address = %local,
-        metrics_path = %config.metrics_path,
-        org = %config.org_name,
-        base_url = %config.api_base_url,
+        metrics_path = ?config.metrics_path,
+        org = ?config.org_name,
+        base_url = ?config.api_base_url,
         cache_ttl = %duration::format_go_duration(config.cache_ttl),
         scrape_timeout = %duration::format_go_duration(config.scrape_timeout),
         tls = web.tls.is_some(),

@@ -2,7 +2,7 @@
 //! retries with backoff, body caps and timeouts, and the pipelined walk over
 //! an org (groups → servers → pools and leases).
 
-use super::error::{ClsError, Endpoint, ErrorKind};
+use super::error::{shorten, ClsError, Endpoint, ErrorKind};
 use super::model::{
     InflatedClients, LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer,
     LicenseServersPage, VirtualGroup, VirtualGroupsPage,
@@ -11,6 +11,7 @@ use super::proxy::ProxyConnector;
 use super::stats::{ApiStats, PageGuard};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Body as _;
 use hyper::header::{HeaderValue, ACCEPT, USER_AGENT};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -432,7 +433,10 @@ impl ClsClient {
                 // its first page again for page 1: step once past it.
                 if !base_known && !shifted {
                     shifted = true;
-                    number = Some(current + 1);
+                    let Some(next) = current.checked_add(1) else {
+                        break; // A page number at the end of the range has no next.
+                    };
+                    number = Some(next);
                     continue;
                 }
                 self.guard(endpoint, &path, PageGuard::RepeatedPage);
@@ -453,7 +457,10 @@ impl ClsClient {
                 self.guard(endpoint, &path, PageGuard::PageCap);
                 break;
             }
-            number = Some(current + 1);
+            let Some(next) = current.checked_add(1) else {
+                break; // A page number at the end of the range has no next.
+            };
+            number = Some(next);
         }
         Ok(())
     }
@@ -462,7 +469,7 @@ impl ClsClient {
         self.inner.stats.count_guard(endpoint, guard);
         tracing::warn!(
             endpoint = endpoint.label(),
-            path,
+            path = &*shorten(path),
             guard = guard.label(),
             "paging stopped early: {}",
             match guard {
@@ -474,7 +481,7 @@ impl ClsClient {
         );
     }
 
-    /// One GET with retries: 429, 502, 503, 504, timeouts and transport
+    /// One GET with retries: 429, 500, 502, 503, 504, timeouts and transport
     /// failures are retried with exponential backoff and full jitter (or the
     /// server's Retry-After), never past the refresh deadline.
     async fn get_json<T: DeserializeOwned>(
@@ -499,7 +506,7 @@ impl ClsClient {
                 return Err(error);
             }
             let wait = retry_after.unwrap_or_else(|| backoff(attempt));
-            if Instant::now() + wait >= deadline {
+            if !ends_before(wait, deadline) {
                 return Err(error);
             }
             tracing::debug!(
@@ -546,7 +553,7 @@ impl ClsClient {
             Ok(r) => r,
             Err(e) => {
                 return (
-                    Err(fail(ErrorKind::Transport(format!("invalid request: {e}")))),
+                    Err(fail(ErrorKind::Request(format!("invalid request: {e}")))),
                     None,
                 )
             }
@@ -565,6 +572,11 @@ impl ClsClient {
                 .and_then(parse_retry_after);
             if !(200..300).contains(&status) {
                 return Err((ErrorKind::Status(status), retry_after, Some(status)));
+            }
+            // A Content-Length above the cap is refused before a byte of the
+            // body is read (a chunked body is cut at the cap below).
+            if response.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+                return Err((ErrorKind::TooLarge(MAX_BODY_BYTES), None, Some(status)));
             }
             let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
                 .collect()
@@ -600,6 +612,15 @@ impl ClsClient {
             }
         }
     }
+}
+
+/// Whether a wait that starts now ends before `deadline`. Checked, because a
+/// Retry-After may ask for any number of seconds, and `Instant + Duration`
+/// panics past the end of the clock.
+fn ends_before(wait: Duration, deadline: Instant) -> bool {
+    Instant::now()
+        .checked_add(wait)
+        .is_some_and(|end| end < deadline)
 }
 
 /// When the requests of a refresh must end: a little before the refresh
@@ -800,13 +821,22 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64))
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds.
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds. Only the fixed widths of
+/// an IMF-fixdate are read, which also keeps the arithmetic far from overflow.
 fn parse_http_date(value: &str) -> Option<i64> {
     let rest = value.split_once(", ")?.1;
     let parts: Vec<&str> = rest.split(' ').collect();
     let [day, month, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
+    let digits = |text: &str, n: usize| text.len() == n && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits(day, 2)
+        || !digits(year, 4)
+        || time.len() != 8
+        || !time.split(':').all(|part| digits(part, 2))
+    {
+        return None;
+    }
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
@@ -879,6 +909,122 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-3"), None);
+    }
+
+    #[test]
+    fn http_dates_of_any_width_but_the_fixed_one_are_refused() {
+        for value in [
+            "Fri, 31 Dec 99999999999999999 23:59:59 GMT",
+            "Fri, 31 Dec 2025 99999999999999:00:00 GMT",
+            "Fri, 031 Dec 2025 23:59:59 GMT",
+            "Fri, 31 Dec 2025 23:59 GMT",
+        ] {
+            assert_eq!(parse_http_date(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_wait_past_the_end_of_the_clock_ends_after_any_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        assert!(ends_before(Duration::from_secs(1), deadline));
+        assert!(!ends_before(Duration::from_secs(60), deadline));
+        assert!(!ends_before(Duration::from_secs(u64::MAX), deadline));
+        assert!(!ends_before(Duration::MAX, deadline));
+    }
+
+    /// Answers every request on 127.0.0.1 with `answer` (head, and as much
+    /// of the body as it holds), then sends nothing more. Returns the base URL.
+    async fn answering(answer: &'static [u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut buf, mut seen) = (vec![0u8; 8192], Vec::new());
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn client_of(base_url: String) -> ClsClient {
+        let settings = ClientSettings {
+            base_url,
+            api_key: "k".into(),
+            org_name: "o".into(),
+            service_instance_id: None,
+            parallelism: 2,
+            page_size: 100,
+            extra_roots: Vec::new(),
+            proxy: None,
+            no_proxy: Vec::new(),
+        };
+        ClsClient::new(settings, Arc::new(ApiStats::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_content_length_above_the_cap_is_refused_before_the_body() {
+        // The body never comes: reading it would wait for the deadline.
+        let base = answering(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 104857600\r\n\r\n{\"virtualGroups\":[",
+        )
+        .await;
+        let started = Instant::now();
+        let error = client_of(base)
+            .fetch_org(started + Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::TooLarge(MAX_BODY_BYTES));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_past_the_end_of_the_clock_fails_at_once() {
+        let base = answering(
+            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 18446744073709551615\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let started = Instant::now();
+        let error = client_of(base)
+            .fetch_org(started + Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Status(429));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_page_number_at_the_end_of_the_range_ends_the_listing() {
+        // Every listing answers with this one group, as page i64::MAX of
+        // more than can be counted.
+        let base = answering(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 85\r\n\r\n{\"virtualGroups\":[{\"id\":1}],\"paginationInfo\":{\"pageNumber\":1e308,\"totalPages\":1e308}}",
+        )
+        .await;
+        let org = client_of(base)
+            .fetch_org(Instant::now() + Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(org.groups.len(), 1);
+        assert_eq!(org.groups[0].group.id, "1");
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //!
 //! The API's schema is only partly documented (see cls-api.md), so every field
 //! defaults to its zero value instead of failing the whole answer: a strange
-//! field must not cost the operator every other series.
+//! field must not cost the operator every other series. The one exception is
+//! the list an answer exists to carry (`virtualGroups`, `licenseServers`, …):
+//! missing or null it is empty, but of another type the answer is not one we
+//! can read, and taking it for "none" would publish an empty org as a success.
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -13,7 +16,7 @@ use std::marker::PhantomData;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct VirtualGroupsPage {
-    #[serde(deserialize_with = "objects")]
+    #[serde(deserialize_with = "virtual_groups")]
     pub virtual_groups: Vec<VirtualGroup>,
     pub pagination_info: Option<serde_json::Value>,
 }
@@ -73,7 +76,7 @@ pub struct EntitlementFeature {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LicenseServersPage {
-    #[serde(deserialize_with = "objects")]
+    #[serde(deserialize_with = "license_servers")]
     pub license_servers: Vec<LicenseServer>,
     pub pagination_info: Option<serde_json::Value>,
 }
@@ -119,7 +122,7 @@ pub struct ServerFeature {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LicensePoolsPage {
-    #[serde(deserialize_with = "objects")]
+    #[serde(deserialize_with = "license_pools")]
     pub license_pools: Vec<LicensePool>,
     pub pagination_info: Option<serde_json::Value>,
 }
@@ -149,7 +152,7 @@ pub struct PoolFeature {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LeasesPage {
-    #[serde(deserialize_with = "objects")]
+    #[serde(deserialize_with = "clients")]
     pub clients: Vec<LeaseClient>,
     #[serde(deserialize_with = "text")]
     pub compressed_clients: String,
@@ -160,7 +163,7 @@ pub struct LeasesPage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct InflatedClients {
-    #[serde(deserialize_with = "objects")]
+    #[serde(deserialize_with = "clients")]
     pub clients: Vec<LeaseClient>,
 }
 
@@ -418,6 +421,70 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectsVisitor<T> {
     }
 }
 
+fn virtual_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<VirtualGroup>, D::Error> {
+    d.deserialize_any(ListingVisitor("virtualGroups", PhantomData))
+}
+
+fn license_servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LicenseServer>, D::Error> {
+    d.deserialize_any(ListingVisitor("licenseServers", PhantomData))
+}
+
+fn license_pools<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LicensePool>, D::Error> {
+    d.deserialize_any(ListingVisitor("licensePools", PhantomData))
+}
+
+fn clients<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LeaseClient>, D::Error> {
+    d.deserialize_any(ListingVisitor("clients", PhantomData))
+}
+
+/// The list an answer carries, by its key: elements as in `objects`, null as
+/// empty, anything else an error that names the key.
+struct ListingVisitor<T>(&'static str, PhantomData<T>);
+
+impl<T> ListingVisitor<T> {
+    fn refuse<E: de::Error>(&self) -> Result<Vec<T>, E> {
+        Err(E::custom(format!("{} is not a list", self.0)))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListingVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of {}", self.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+        ObjectsVisitor(PhantomData).visit_seq(seq)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<T>, A::Error> {
+        self.refuse()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
+        self.refuse()
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
+        self.refuse()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
+        self.refuse()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
+        self.refuse()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
+        self.refuse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,10 +533,39 @@ mod tests {
                 .unwrap();
         assert_eq!(page.virtual_groups.len(), 1);
         assert_eq!(page.virtual_groups[0].id, "3");
-        let page: VirtualGroupsPage = serde_json::from_str(r#"{"virtualGroups":{"a":1}}"#).unwrap();
-        assert!(page.virtual_groups.is_empty());
+        assert!(page.virtual_groups[0].entitlements.is_empty());
         let page: VirtualGroupsPage = serde_json::from_str(r#"{"virtualGroups":null}"#).unwrap();
         assert!(page.virtual_groups.is_empty());
+        let page: VirtualGroupsPage = serde_json::from_str(r#"{"other":1}"#).unwrap();
+        assert!(page.virtual_groups.is_empty());
+    }
+
+    /// Regression: `{"virtualGroups":"nope"}` was read as an org without
+    /// groups and published as a successful refresh, dropping every series.
+    #[test]
+    fn the_list_an_answer_carries_must_be_a_list() {
+        for body in [
+            r#"{"virtualGroups":{"a":1}}"#,
+            r#"{"virtualGroups":"nope"}"#,
+            r#"{"virtualGroups":7}"#,
+        ] {
+            let error = serde_json::from_str::<VirtualGroupsPage>(body).unwrap_err();
+            assert!(
+                error.to_string().starts_with("virtualGroups is not a list"),
+                "{error}"
+            );
+        }
+        let error =
+            serde_json::from_str::<LicenseServersPage>(r#"{"licenseServers":true}"#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("licenseServers is not a list"),
+            "{error}"
+        );
+        assert!(serde_json::from_str::<LicensePoolsPage>(r#"{"licensePools":{}}"#).is_err());
+        assert!(serde_json::from_str::<LeasesPage>(r#"{"clients":"x"}"#).is_err());
+        assert!(serde_json::from_str::<InflatedClients>(r#"{"clients":1}"#).is_err());
     }
 
     #[test]
