@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::exporter::{value, Exporter};
+use support::exporter::{log_lines, peak_rss, refresh_failures, value, Exporter};
 use support::fake_cls::{Canned, FakeCls, KeyStyle, Paging, Recorded, Totals};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -155,55 +155,6 @@ fn requests_total(text: &str, endpoint: &str, code: &str) -> Option<f64> {
 
 fn up(text: &str) -> Option<f64> {
     value(text, &format!("nvidia_cls_up{{{ORG}}} "))
-}
-
-/// Log lines containing `needle`, waiting (at most 5 s) until at least one
-/// has been read and no more came for 100 ms: stderr is read by a thread, so
-/// a line can lag behind the response that followed it.
-async fn log_lines(exporter: &Exporter, needle: &str) -> Vec<String> {
-    let read = || -> Vec<String> {
-        exporter
-            .stderr()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    };
-    let started = Instant::now();
-    let (mut lines, mut since) = (read(), Instant::now());
-    while started.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = read();
-        if now.len() != lines.len() {
-            (lines, since) = (now, Instant::now());
-        } else if !lines.is_empty() && since.elapsed() >= Duration::from_millis(100) {
-            break;
-        }
-    }
-    lines
-}
-
-/// The message of every "refresh failed" warning (without its fields).
-async fn refresh_failures(exporter: &Exporter) -> Vec<String> {
-    log_lines(exporter, " WARN refresh failed: ")
-        .await
-        .iter()
-        .map(|line| {
-            let rest = line.split(" WARN refresh failed: ").nth(1).unwrap();
-            rest.split(" duration_seconds=").next().unwrap().to_owned()
-        })
-        .collect()
-}
-
-/// Peak resident set of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib * 1024
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` for unix seconds (Hinnant's civil_from_days).

@@ -4,12 +4,12 @@
 
 mod support;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use support::exporter::Exporter;
 use support::fake_cls::FakeCls;
+use support::front::{Front, Mode, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,71 +22,12 @@ fn fixture() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-struct Pki {
-    ca_pem: String,
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-/// A CA made for this test run and a server certificate it signs for
-/// 127.0.0.1 and localhost.
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_der: cert.der().to_vec(),
-        key_der: key.serialize_der(),
-    }
-}
-
 fn write_temp(name: &str, contents: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nlse-tls-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ca.pem");
     std::fs::write(&path, contents).unwrap();
     path
-}
-
-/// Terminates TLS on 127.0.0.1 with the test certificate and relays the
-/// plain bytes to `backend` (the fake CLS). Returns the TLS address.
-async fn tls_front(pki: &Pki, backend: SocketAddr) -> SocketAddr {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(
-                pki.cert_der.clone(),
-            )],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    addr
 }
 
 /// A CONNECT proxy that records each tunnel's target.
@@ -137,9 +78,9 @@ const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
 #[tokio::test]
 async fn a_private_ca_is_trusted_only_through_the_ca_file() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
-    let front = tls_front(&pki, cls.addr()).await;
-    let base = format!("https://{front}");
+    let pki = Pki::new();
+    let front = Front::start(cls.addr(), Mode::Tls(pki.server_config())).await;
+    let base = format!("https://{}", front.addr());
 
     let untrusted = Exporter::start(&base, &[]);
     let text = untrusted.metrics().await;
@@ -177,9 +118,9 @@ async fn a_bad_ca_file_stops_the_start_with_a_clear_line() {
 #[tokio::test]
 async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
-    let front = tls_front(&pki, cls.addr()).await;
-    let base = format!("https://{front}");
+    let pki = Pki::new();
+    let front = Front::start(cls.addr(), Mode::Tls(pki.server_config())).await;
+    let base = format!("https://{}", front.addr());
     let ca = write_temp("proxy", &pki.ca_pem);
     let (proxy, seen) = connect_proxy().await;
     let proxy_url = format!("http://{proxy}");
@@ -199,7 +140,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     let tunnels = seen.lock().unwrap().clone();
     assert!(!tunnels.is_empty());
     assert!(
-        tunnels.iter().all(|t| *t == front.to_string()),
+        tunnels.iter().all(|t| *t == front.addr().to_string()),
         "{tunnels:?}"
     );
     let requests_seen = cls.request_count();

@@ -139,6 +139,21 @@ impl Exporter {
         self.child.id()
     }
 
+    /// Whether the process still runs (not exited, not a zombie).
+    pub fn alive(&self) -> bool {
+        proc_status(self.pid(), "State:").is_some_and(|state| !state.starts_with('Z'))
+    }
+
+    /// Resident set now, in bytes.
+    pub fn rss(&self) -> u64 {
+        proc_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Peak resident set, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        proc_kib(self.pid(), "VmHWM:") * 1024
+    }
+
     /// Sends a signal and waits (at most 10 s) for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         Command::new("kill")
@@ -167,6 +182,64 @@ impl Exporter {
         assert_eq!(r.status, 200);
         r.text()
     }
+}
+
+/// A field of /proc/<pid>/status, trimmed.
+fn proc_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().to_owned())
+}
+
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    proc_status(pid, field)
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} of process {pid}"))
+}
+
+/// Peak resident set of a process, in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    proc_kib(pid, "VmHWM:") * 1024
+}
+
+/// Log lines containing `needle`, waiting (at most 5 s) until at least one
+/// has been read and no more came for 100 ms: stderr is read by a thread, so
+/// a line can lag behind the response that followed it.
+pub async fn log_lines(exporter: &Exporter, needle: &str) -> Vec<String> {
+    let read = || -> Vec<String> {
+        exporter
+            .stderr()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    };
+    let started = Instant::now();
+    let (mut lines, mut since) = (read(), Instant::now());
+    while started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = read();
+        if now.len() != lines.len() {
+            (lines, since) = (now, Instant::now());
+        } else if !lines.is_empty() && since.elapsed() >= Duration::from_millis(100) {
+            break;
+        }
+    }
+    lines
+}
+
+/// The message of every "refresh failed" warning (without its fields).
+pub async fn refresh_failures(exporter: &Exporter) -> Vec<String> {
+    log_lines(exporter, " WARN refresh failed: ")
+        .await
+        .iter()
+        .map(|line| {
+            let rest = line.split(" WARN refresh failed: ").nth(1).unwrap();
+            rest.split(" duration_seconds=").next().unwrap().to_owned()
+        })
+        .collect()
 }
 
 impl Drop for Exporter {

@@ -5,15 +5,17 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -80,11 +82,33 @@ impl Paging {
     }
 }
 
+/// What follows a canned body: nothing (a complete answer), or a fault of
+/// the connection that carries it. With a `content-length` header (see
+/// [`Canned::with_header`]) the body is sent under that length whatever its
+/// real size; without one, a body with a tail is sent chunked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Tail {
+    /// The body is complete.
+    #[default]
+    End,
+    /// The connection is cut right after the body (a moment after, so that
+    /// what came before is on the wire first).
+    Close,
+    /// Nothing more for this long (the connection stays open), then it is cut.
+    Stall(Duration),
+    /// `chunk` again and again until `limit` bytes followed the body, or the
+    /// peer goes away. A limit keeps even an "endless" body bounded.
+    Repeat { chunk: Bytes, limit: u64 },
+}
+
 /// A canned answer for fault injection (see [`FakeCls::set_override`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Canned {
     pub status: u16,
-    pub body: String,
+    /// Bytes, not text: a fault may be invalid UTF-8.
+    pub body: Bytes,
+    /// What follows the body.
+    pub tail: Tail,
     /// Extra response headers. `content-type: application/json` is added unless given here.
     pub headers: Vec<(String, String)>,
     /// Extra delay before answering (after the global latency).
@@ -101,13 +125,24 @@ impl Canned {
 
     /// Status with the given body.
     pub fn body(status: u16, body: impl Into<String>) -> Canned {
+        Canned::bytes(status, body.into())
+    }
+
+    /// Status with the given body bytes (which need not be UTF-8).
+    pub fn bytes(status: u16, body: impl Into<Bytes>) -> Canned {
         Canned {
             status,
             body: body.into(),
+            tail: Tail::End,
             headers: Vec::new(),
             delay: Duration::ZERO,
             times: None,
         }
+    }
+
+    pub fn with_tail(mut self, tail: Tail) -> Canned {
+        self.tail = tail;
+        self
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Canned {
@@ -157,8 +192,13 @@ impl Recorded {
     }
 }
 
+/// Sees every authenticated request before it is routed, and may change the
+/// served document (see [`FakeCls::set_on_request`]).
+pub type Hook = Arc<dyn Fn(&Recorded, &mut Value) + Send + Sync>;
+
 struct State {
     org: Value,
+    on_request: Option<Hook>,
     api_key: String,
     paging: Paging,
     latency: Duration,
@@ -215,6 +255,7 @@ impl FakeCls {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 org,
+                on_request: None,
                 api_key: api_key.to_string(),
                 paging: Paging::default(),
                 latency: Duration::ZERO,
@@ -257,6 +298,13 @@ impl FakeCls {
 
     pub fn set_org(&self, org: Value) {
         self.inner.lock().org = org;
+    }
+
+    /// Calls `hook` with every authenticated request that no override
+    /// answers, before it is routed, with the served document to change: an
+    /// org that changes between two pages of one listing.
+    pub fn set_on_request(&self, hook: impl Fn(&Recorded, &mut Value) + Send + Sync + 'static) {
+        self.inner.lock().on_request = Some(Arc::new(hook));
     }
 
     pub fn set_api_key(&self, key: &str) {
@@ -409,7 +457,8 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
 /// An answer before it becomes an HTTP response.
 struct Reply {
     status: u16,
-    body: String,
+    body: Bytes,
+    tail: Tail,
     headers: Vec<(String, String)>,
 }
 
@@ -417,7 +466,8 @@ impl Reply {
     fn json(status: u16, body: &Value) -> Reply {
         Reply {
             status,
-            body: body.to_string(),
+            body: Bytes::from(body.to_string()),
+            tail: Tail::End,
             headers: Vec::new(),
         }
     }
@@ -430,7 +480,7 @@ impl Reply {
         Reply::message(404, "not found")
     }
 
-    fn into_response(self) -> Response<Full<Bytes>> {
+    fn into_response(self) -> Response<FakeBody> {
         let mut b = Response::builder()
             .status(StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         let has_ct = self
@@ -443,12 +493,13 @@ impl Reply {
         for (k, v) in &self.headers {
             b = b.header(k.as_str(), v.as_str());
         }
-        match b.body(Full::new(Bytes::from(self.body))) {
+        match b.body(FakeBody::new(self.body, self.tail)) {
             Ok(r) => r,
             Err(_) => {
-                let mut r = Response::new(Full::new(Bytes::from_static(
-                    b"{\"message\":\"fake CLS: invalid canned header\"}",
-                )));
+                let mut r = Response::new(FakeBody::new(
+                    Bytes::from_static(b"{\"message\":\"fake CLS: invalid canned header\"}"),
+                    Tail::End,
+                ));
                 *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 r
             }
@@ -456,10 +507,83 @@ impl Reply {
     }
 }
 
+/// A response body: whole (with its exact length, so hyper sends a
+/// `content-length`), or followed by a [`Tail`] that breaks the answer.
+pub struct FakeBody {
+    head: Option<Bytes>,
+    tail: Tail,
+    /// Bytes of a `Tail::Repeat` sent so far.
+    repeated: u64,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl FakeBody {
+    fn new(head: Bytes, tail: Tail) -> FakeBody {
+        FakeBody {
+            head: Some(head),
+            tail,
+            repeated: 0,
+            stall: None,
+        }
+    }
+}
+
+impl Body for FakeBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        let cut = || std::io::Error::other("fake CLS: connection cut mid-body");
+        match &this.tail {
+            Tail::End => Poll::Ready(None),
+            Tail::Close | Tail::Stall(_) => {
+                let pause = match &this.tail {
+                    Tail::Stall(pause) => *pause,
+                    _ => Duration::from_millis(50),
+                };
+                let sleep = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(cut()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Tail::Repeat { chunk, limit } => {
+                let left = limit.saturating_sub(this.repeated);
+                if left == 0 || chunk.is_empty() {
+                    return Poll::Ready(None);
+                }
+                let n = (chunk.len() as u64).min(left) as usize;
+                this.repeated += n as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk.slice(..n)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.tail == Tail::End && self.head.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.tail, &self.head) {
+            (Tail::End, head) => SizeHint::with_exact(head.as_ref().map_or(0, |h| h.len() as u64)),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
 async fn handle(
     inner: Arc<Inner>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<FakeBody>, Infallible> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let headers: Vec<(String, String)> = req
@@ -506,13 +630,17 @@ async fn handle(
         return Ok(Reply {
             status: c.status,
             body: c.body,
+            tail: c.tail,
             headers: c.headers,
         }
         .into_response());
     }
 
     let reply = {
-        let st = inner.lock();
+        let mut st = inner.lock();
+        if let Some(hook) = st.on_request.clone() {
+            hook(&rec, &mut st.org);
+        }
         route(&st, req.method(), &rec)
     };
     Ok(reply.into_response())
@@ -553,9 +681,11 @@ fn org_name(org: &Value) -> &str {
 fn id_matches(id: &Value, wanted: &str) -> bool {
     match id {
         Value::String(s) => s == wanted,
+        // An integral float (`7.0`) is the id `7`, as the exporter reads it.
         Value::Number(n) => {
             n.to_string() == wanted
                 || matches!((n.as_i64(), wanted.parse::<i64>()), (Some(a), Ok(b)) if a == b)
+                || matches!((n.as_f64(), wanted.parse::<f64>()), (Some(a), Ok(b)) if a == b)
         }
         _ => false,
     }

@@ -1,3 +1,5 @@
 #![allow(dead_code)]
 pub mod exporter;
+pub mod exposition;
 pub mod fake_cls;
+pub mod front;
