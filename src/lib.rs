@@ -9,7 +9,8 @@
 //! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
 //! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
 //! - `otlp`: the same families pushed to an OpenTelemetry collector.
-//! - `server`: the HTTP listener; `status_page`: the HTML page at `/`;
+//! - `server`: the HTTP listener (`sendfile`: zero-copy large bodies);
+//!   `status_page`: the HTML page at `/`;
 //!   `healthcheck`: the `healthcheck` subcommand.
 //!
 //! The binary (`main.rs`) is wiring only; this library exists so that the
@@ -25,6 +26,7 @@ pub mod duration;
 pub mod healthcheck;
 pub mod metrics;
 pub mod otlp;
+pub mod sendfile;
 pub mod server;
 pub mod snapshot;
 pub mod stall_guard;

@@ -7,6 +7,7 @@ use crate::metrics::exposition::{live_text, Part};
 use crate::metrics::families::{process_families, push_families, Family, PushCounts};
 use crate::metrics::process::ProcessStats;
 use crate::metrics::text::Format;
+use crate::sendfile::{SendfileStream, Slot};
 use crate::stall_guard::StallGuard;
 use crate::status_page;
 use crate::web_config::BasicAuth;
@@ -98,21 +99,33 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // Plain TCP sends large shared parts with sendfile; TLS must
+            // encrypt them from memory.
+            let slot: Option<Slot> = state.tls.is_none().then(Slot::default);
             let service = {
                 let state = state.clone();
+                let slot = slot.clone();
                 service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                    let slot = slot.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &state, slot.as_ref()).await) }
                 })
             };
-            match &state.tls {
-                None => {
+            match (&state.tls, slot) {
+                (None, Some(slot)) => {
+                    let io = TokioIo::new(StallGuard::new(
+                        SendfileStream::new(stream, slot),
+                        WRITE_STALL_TIMEOUT,
+                    ));
+                    let _ = watcher.watch(http.serve_connection(io, service)).await;
+                }
+                (None, None) => {
                     let io = TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT));
                     let _ = watcher.watch(http.serve_connection(io, service)).await;
                 }
                 // The handshake gets the header read timeout too: a client
                 // that opens TLS and goes quiet must not hold a slot.
-                Some(acceptor) => {
+                (Some(acceptor), _) => {
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let io = TokioIo::new(StallGuard::new(tls, WRITE_STALL_TIMEOUT));
@@ -135,7 +148,9 @@ pub async fn serve(
     }
 }
 
-async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Chunks> {
+/// `slot`: where a plain-TCP connection learns which bytes of the response
+/// it may send from a file (None on TLS).
+async fn handle(req: Request<Incoming>, state: &AppState, slot: Option<&Slot>) -> Response<Chunks> {
     let path = req.uri().path();
     let known = path == state.metrics_path || path == "/healthz" || path == "/";
     if !known {
@@ -160,7 +175,7 @@ async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Chunks> {
         }
     }
     if path == state.metrics_path {
-        metrics(&req, state).await
+        metrics(&req, state, slot).await
     } else if path == "/healthz" {
         plain(StatusCode::OK, "ok\n")
     } else {
@@ -181,7 +196,11 @@ async fn authorized(auth: &Arc<BasicAuth>, req: &Request<Incoming>) -> bool {
         .unwrap_or(false)
 }
 
-async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> {
+async fn metrics(
+    req: &Request<Incoming>,
+    state: &AppState,
+    slot: Option<&Slot>,
+) -> Response<Chunks> {
     let header = |name| {
         req.headers()
             .get(name)
@@ -196,6 +215,13 @@ async fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Chunks> 
         .live
         .current(&published, push)
         .chunk(part, format, gzip, &state.org);
+    if let Some(slot) = slot {
+        let backed = if gzip { None } else { part.file_backed() };
+        match slot.lock() {
+            Ok(mut guard) => *guard = backed,
+            Err(poisoned) => *poisoned.into_inner() = backed,
+        }
+    }
     let mut response = Response::new(Chunks::new([part.head(gzip), tail]));
     let headers = response.headers_mut();
     headers.insert(
@@ -444,6 +470,120 @@ mod tests {
             "process figures are read again after LIVE_MAX_AGE"
         );
         assert!(!d.families.is_empty());
+    }
+
+    static BIG: crate::metrics::families::Desc = crate::metrics::families::Desc {
+        name: "x_licenses",
+        help: "X.",
+        kind: crate::metrics::families::Kind::Gauge,
+        unit: crate::metrics::families::Unit::Licenses,
+        labels: &["server", "feature"],
+        org_label: true,
+    };
+
+    /// Through the real listener, a large body (sent with sendfile and a
+    /// corked socket) arrives whole, twice on one connection, plain and
+    /// gzip, and the response after it is framed right.
+    #[tokio::test]
+    async fn large_bodies_arrive_whole_on_a_kept_alive_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let families = vec![Family {
+            desc: &BIG,
+            samples: (0..5000)
+                .map(|i| crate::metrics::families::Sample {
+                    labels: vec![format!("server-{i:05}"), format!("feature-{}", i % 7)],
+                    value: i as f64,
+                })
+                .collect(),
+        }];
+        let rendered = Rendered::new(&families, "o");
+        assert!(rendered.text.plain.len() > crate::metrics::exposition::SENDFILE_MIN_BYTES);
+        assert!(rendered.text.file_backed().is_some(), "memfds work here");
+        let render: RenderFn = Arc::new(move |_| rendered.clone());
+        let refresh: RefreshFn = Arc::new(|_| Box::pin(async { Ok(Snapshot::default()) }));
+        let state = Arc::new(AppState {
+            cache: Cache::new(
+                refresh,
+                render,
+                Duration::from_secs(3600),
+                Duration::from_secs(5),
+            ),
+            metrics_path: "/metrics".to_owned(),
+            org: "o".to_owned(),
+            push: None,
+            tls: None,
+            auth: None,
+            healthz_open: true,
+            live: LiveTails::default(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n\
+              GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut all))
+            .await
+            .expect("the server answers within 20 s")
+            .unwrap();
+
+        let mut bodies = Vec::new();
+        let mut rest = &all[..];
+        while !rest.is_empty() {
+            let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = std::str::from_utf8(&rest[..end])
+                .unwrap()
+                .to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            bodies.push((
+                head.contains("content-encoding: gzip"),
+                rest[end..end + length].to_vec(),
+            ));
+            rest = &rest[end + length..];
+        }
+        assert_eq!(bodies.len(), 4);
+        // The process values may differ if the requests were more than
+        // LIVE_MAX_AGE apart (a very slow machine): compare without them.
+        let text = |body: &[u8]| {
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            body.lines()
+                .filter(|l| !l.starts_with("process_"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
+        let first = text(&bodies[0].1);
+        assert!(first.starts_with("# HELP x_licenses X.\n"));
+        assert!(first.contains(
+            "x_licenses{org_name=\"o\",server=\"server-04999\",feature=\"feature-1\"} 4999\n"
+        ));
+        assert!(String::from_utf8_lossy(&bodies[0].1).contains("\nprocess_open_fds "));
+        assert!(!bodies[0].0 && bodies[1].0 && !bodies[2].0);
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&bodies[1].1[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(text(&unzipped), first);
+        assert_eq!(text(&bodies[2].1), first);
+        assert_eq!(text(&bodies[3].1), "ok\n");
+        let _ = stop.send(());
+        server.await.unwrap();
     }
 
     #[tokio::test]
