@@ -14,7 +14,7 @@
 //! socket for every scrape (`crate::sendfile`).
 
 use super::families::Family;
-use super::text::{encode, Format};
+use super::text::{encode, Format, Prepared};
 use crate::sendfile::FileBacked;
 use bytes::Bytes;
 use flate2::write::DeflateEncoder;
@@ -49,9 +49,11 @@ pub struct Rendered {
 
 impl Rendered {
     pub fn new(families: &[Family], org: &str) -> Rendered {
+        // Label sets are escaped once for both formats.
+        let prepared = Prepared::new(families, org);
         let render = |format| {
             let mut out = String::with_capacity(4096);
-            encode(&mut out, families, org, format);
+            prepared.encode(&mut out, format);
             Part::new(out.into_bytes())
         };
         Rendered {

@@ -1,7 +1,7 @@
 //! The Prometheus text encoder: text format 0.0.4 and OpenMetrics 1.0, as a
 //! pure function of families into a `String`. No I/O.
 
-use super::families::{Family, Kind};
+use super::families::{Desc, Family, Kind};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,82 +51,158 @@ impl Format {
 /// `org_name` label. OpenMetrics' closing `# EOF` is not written here: the
 /// caller appends it after the last part of the exposition.
 pub fn encode(out: &mut String, families: &[Family], org: &str, format: Format) {
-    let mut org_label = String::with_capacity(org.len() + 12);
-    org_label.push_str("org_name=\"");
-    escape_label_value(&mut org_label, org);
-    org_label.push('"');
+    Prepared::new(families, org).encode(out, format);
+}
 
-    for family in families {
-        let desc = family.desc;
-        let counter = desc.kind == Kind::Counter;
-        let family_name = match (format, counter) {
-            (Format::Text004, true) => format!("{}_total", desc.name),
-            _ => desc.name.to_owned(),
-        };
-        let kind = match desc.kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-        };
-        out.push_str("# HELP ");
-        out.push_str(&family_name);
-        out.push(' ');
-        escape_help(out, desc.help, format);
-        out.push_str("\n# TYPE ");
-        out.push_str(&family_name);
-        out.push(' ');
-        out.push_str(kind);
-        out.push('\n');
-        if format == Format::OpenMetrics {
-            if let Some(unit) = desc.unit.openmetrics() {
-                let _ = writeln!(out, "# UNIT {family_name} {unit}");
+/// Families made ready to render, in either format and as often as needed:
+/// every sample's label set (`{org_name="…",name="value",…}`) is escaped
+/// once, here, and each render only copies it. A refresh renders its
+/// families twice (0.0.4 and OpenMetrics), and escaping was most of the
+/// cost of a render.
+pub struct Prepared<'a> {
+    families: &'a [Family],
+    /// The label sets of all samples, in order, end to end.
+    label_sets: String,
+    /// Where each sample's label set ends in `label_sets`.
+    ends: Vec<usize>,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn new(families: &'a [Family], org: &str) -> Prepared<'a> {
+        let skeletons: Vec<Skeleton> = families
+            .iter()
+            .map(|family| Skeleton::new(family.desc, org))
+            .collect();
+        // One allocation of the right size, not a doubling series of them;
+        // escapes add a byte each, so a little room for them.
+        let len: usize = families
+            .iter()
+            .zip(&skeletons)
+            .map(|(family, skeleton)| {
+                let values: usize = family
+                    .samples
+                    .iter()
+                    .flat_map(|sample| &sample.labels)
+                    .map(String::len)
+                    .sum();
+                family.samples.len() * skeleton.len() + values
+            })
+            .sum();
+        let mut label_sets = String::with_capacity(len + len / 64);
+        let mut ends = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
+        for (family, skeleton) in families.iter().zip(&skeletons) {
+            for sample in &family.samples {
+                for (before, value) in skeleton.before.iter().zip(&sample.labels) {
+                    label_sets.push_str(before);
+                    escape_label_value(&mut label_sets, value);
+                }
+                label_sets.push_str(&skeleton.after);
+                ends.push(label_sets.len());
             }
         }
-        for sample in &family.samples {
+        Prepared {
+            families,
+            label_sets,
+            ends,
+        }
+    }
+
+    /// Appends the families to `out` in `format`.
+    pub fn encode(&self, out: &mut String, format: Format) {
+        let mut ends = self.ends.iter();
+        let mut start = 0;
+        for family in self.families {
+            let desc = family.desc;
+            let counter = desc.kind == Kind::Counter;
+            // Text 0.0.4 names a counter family as its samples, with _total.
+            let family_suffix = if counter && format == Format::Text004 {
+                "_total"
+            } else {
+                ""
+            };
+            out.push_str("# HELP ");
             out.push_str(desc.name);
-            if counter {
-                out.push_str("_total");
-            }
-            let has_labels = desc.org_label || !desc.labels.is_empty();
-            if has_labels {
-                out.push('{');
-                let mut first = true;
-                if desc.org_label {
-                    out.push_str(&org_label);
-                    first = false;
-                }
-                for (name, value) in desc.labels.iter().zip(&sample.labels) {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    out.push_str(name);
-                    out.push_str("=\"");
-                    escape_label_value(out, value);
-                    out.push('"');
-                }
-                out.push('}');
-            }
+            out.push_str(family_suffix);
             out.push(' ');
-            write_value(out, sample.value);
-            out.push('\n');
+            escape_help(out, desc.help, format);
+            out.push_str("\n# TYPE ");
+            out.push_str(desc.name);
+            out.push_str(family_suffix);
+            out.push_str(match desc.kind {
+                Kind::Gauge => " gauge\n",
+                Kind::Counter => " counter\n",
+            });
+            if format == Format::OpenMetrics {
+                if let Some(unit) = desc.unit.openmetrics() {
+                    let _ = writeln!(out, "# UNIT {} {unit}", desc.name);
+                }
+            }
+            for (sample, &end) in family.samples.iter().zip(&mut ends) {
+                out.push_str(desc.name);
+                if counter {
+                    out.push_str("_total");
+                }
+                out.push_str(&self.label_sets[start..end]);
+                start = end;
+                out.push(' ');
+                write_value(out, sample.value);
+                out.push('\n');
+            }
         }
+    }
+}
+
+/// The constant text of a family's label sets: what comes before each
+/// label value (`{org_name="…",a="`, `",b="`, …) and after the last (`"}`),
+/// so that a label set is two appends a label.
+struct Skeleton {
+    before: Vec<String>,
+    after: String,
+}
+
+impl Skeleton {
+    fn new(desc: &Desc, org: &str) -> Skeleton {
+        let mut before = Vec::with_capacity(desc.labels.len());
+        let mut text = String::new();
+        if desc.org_label {
+            text.push_str("{org_name=\"");
+            escape_label_value(&mut text, org);
+            text.push('"');
+        }
+        for name in desc.labels {
+            text.push(if text.is_empty() { '{' } else { ',' });
+            text.push_str(name);
+            text.push_str("=\"");
+            before.push(std::mem::take(&mut text));
+            text.push('"');
+        }
+        if !text.is_empty() {
+            text.push('}');
+        }
+        Skeleton {
+            before,
+            after: text,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.before.iter().map(String::len).sum::<usize>() + self.after.len()
     }
 }
 
 /// Label values escape `\`, `"` and newline (both formats).
 pub fn escape_label_value(out: &mut String, value: &str) {
-    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
-        out.push_str(value);
-        return;
+    let mut rest = value;
+    while let Some(at) = rest.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
 }
 
 /// HELP text escapes `\` and newline; OpenMetrics also escapes `"`.
@@ -149,11 +225,34 @@ pub fn write_value(out: &mut String, value: f64) {
         out.push_str("NaN");
     } else if value.is_infinite() {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
-    } else if value.fract() == 0.0 && value.abs() < 9.0e18 {
-        let _ = write!(out, "{}", value as i64);
+    } else if value.abs() < 9.0e18 && value as i64 as f64 == value {
+        // (The round trip, not fract(): that is a libm call on x86-64.)
+        write_integer(out, value as i64);
     } else {
         let _ = write!(out, "{value:?}");
     }
+}
+
+/// Decimal digits without `fmt`: most values are integers, and the
+/// formatting machinery cost more than the digits.
+fn write_integer(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20]; // i64::MIN is 19 digits and a sign
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        digits[at] = b'-';
+    }
+    // ASCII digits are always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -259,6 +358,85 @@ mod tests {
         s.clear();
         escape_label_value(&mut s, "\\\"\n\t");
         assert_eq!(s, "\\\\\\\"\\n\t");
+    }
+
+    #[test]
+    fn escaping_copies_the_text_between_escapes() {
+        let mut s = String::new();
+        escape_label_value(&mut s, "Zürich \"Lab\"\\\n東京\n");
+        assert_eq!(s, "Zürich \\\"Lab\\\"\\\\\\n東京\\n");
+    }
+
+    #[test]
+    fn integers_print_all_their_digits() {
+        for v in [
+            1.0,
+            -1.0,
+            10.0,
+            1_767_225_600.0,
+            -987_654_321.0,
+            8_999_999_999_999_998_976.0, // the largest f64 below 9e18
+            -8_999_999_999_999_998_976.0,
+        ] {
+            assert_eq!(value(v), format!("{}", v as i64));
+        }
+        assert_eq!(value(9.0e18), "9e18");
+        assert_eq!(value(2.5), "2.5");
+    }
+
+    static ORG_ONLY: Desc = Desc {
+        name: "test_up",
+        help: "Up.",
+        kind: Kind::Gauge,
+        unit: Unit::None,
+        labels: &[],
+        org_label: true,
+    };
+    static NO_ORG: Desc = Desc {
+        name: "test_plain",
+        help: "Plain.",
+        kind: Kind::Counter,
+        unit: Unit::None,
+        labels: &["a", "b"],
+        org_label: false,
+    };
+
+    #[test]
+    fn prepared_label_sets_serve_every_render_and_format() {
+        let mut families = families();
+        families.push(Family {
+            desc: &ORG_ONLY,
+            samples: vec![Sample {
+                labels: vec![],
+                value: 1.0,
+            }],
+        });
+        families.push(Family {
+            desc: &NO_ORG,
+            samples: vec![
+                Sample {
+                    labels: vec!["x".into(), "y\n".into()],
+                    value: 2.0,
+                },
+                Sample {
+                    labels: vec!["".into(), "z".into()],
+                    value: 3.0,
+                },
+            ],
+        });
+        let prepared = Prepared::new(&families, "o");
+        for format in [Format::Text004, Format::OpenMetrics] {
+            let mut once = String::new();
+            prepared.encode(&mut once, format);
+            let mut twice = String::new();
+            prepared.encode(&mut twice, format);
+            assert_eq!(once, twice);
+            assert!(once.contains("\ntest_up{org_name=\"o\"} 1\n"));
+            assert!(once.ends_with(
+                "test_plain_total{a=\"x\",b=\"y\\n\"} 2\n\
+                 test_plain_total{a=\"\",b=\"z\"} 3\n"
+            ));
+        }
     }
 
     #[test]
