@@ -288,6 +288,11 @@ def run(args):
             for figure in ("rps", "p99_ms", "cpu_us", "client_cpu_us"):
                 out[f"{server}_{kind}_{figure}"] = statistics.median(r[figure] for r in results)
                 out[f"{server}_{kind}_{figure}_all"] = [round(r[figure], 3) for r in results]
+                # The ratio to nginx within each round (the two ran seconds
+                # apart), then the median: steadier than a ratio of medians
+                # when the machine's load drifts between rounds.
+                out[f"{server}_{kind}_{figure}_ratio"] = statistics.median(
+                    r[figure] / n[figure] for r, n in zip(results, runs[("nginx", kind)]))
         return out
     finally:
         for server, p in list(procs.items()) + [("fake", fake)]:
@@ -333,13 +338,13 @@ def main():
         return
     print(f"org {r['org']}: {r['series']} series, {r['plain_bytes']} bytes plain, {r['gzip_bytes']} gzip; "
           f"wrk -t{r['threads']} -c{r['connections']} -d{r['duration_s']}s; {r['workers']} server workers; "
-          f"median of {r['rounds']} rounds\n")
+          f"median of {r['rounds']} rounds; ratios: median of the rounds' ratios\n")
     print("| body | server | requests/s | ratio to nginx | p99 | server CPU per request | wrk CPU per request |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for kind in ("plain", "gzip"):
         for server in r["servers"]:
             k = f"{server}_{kind}"
-            ratio = r[f"{k}_rps"] / r[f"nginx_{kind}_rps"]
+            ratio = r[f"{k}_rps_ratio"]
             print(f"| {kind} | {server} | {r[k + '_rps']:.0f} | {ratio:.2f} | {r[k + '_p99_ms']:.2f} ms | "
                   f"{r[k + '_cpu_us']:.1f} µs | {r[k + '_client_cpu_us']:.1f} µs |")
     print(f"\nexporter RSS after the refresh: {r['exporter_rss_refreshed_mib']:.1f} MiB; after the runs: "
