@@ -92,11 +92,15 @@ impl<'a> Prepared<'a> {
         let mut ends = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
         for (family, skeleton) in families.iter().zip(&skeletons) {
             for sample in &family.samples {
-                for (before, value) in skeleton.before.iter().zip(&sample.labels) {
-                    label_sets.push_str(before);
-                    escape_label_value(&mut label_sets, value);
+                if sample.labels.is_empty() {
+                    label_sets.push_str(&skeleton.without_values);
+                } else {
+                    for (before, value) in skeleton.before.iter().zip(&sample.labels) {
+                        label_sets.push_str(before);
+                        escape_label_value(&mut label_sets, value);
+                    }
+                    label_sets.push_str(&skeleton.after);
                 }
-                label_sets.push_str(&skeleton.after);
                 ends.push(label_sets.len());
             }
         }
@@ -158,6 +162,8 @@ impl<'a> Prepared<'a> {
 struct Skeleton {
     before: Vec<String>,
     after: String,
+    /// The label set of a sample without values (`{org_name="…"}`, `{}`).
+    without_values: String,
 }
 
 impl Skeleton {
@@ -169,6 +175,11 @@ impl Skeleton {
             escape_label_value(&mut text, org);
             text.push('"');
         }
+        let without_values = match (desc.org_label, desc.labels.is_empty()) {
+            (true, _) => format!("{text}}}"),
+            (false, false) => "{}".to_owned(),
+            (false, true) => String::new(),
+        };
         for name in desc.labels {
             text.push(if text.is_empty() { '{' } else { ',' });
             text.push_str(name);
@@ -182,6 +193,7 @@ impl Skeleton {
         Skeleton {
             before,
             after: text,
+            without_values,
         }
     }
 
@@ -437,6 +449,32 @@ mod tests {
                  test_plain_total{a=\"\",b=\"z\"} 3\n"
             ));
         }
+    }
+
+    #[test]
+    fn samples_with_fewer_values_than_labels_still_close_their_label_set() {
+        let sample = |labels: Vec<String>| Sample { labels, value: 1.0 };
+        let families = [
+            Family {
+                desc: &GAUGE,
+                samples: vec![sample(vec!["x".into()]), sample(vec![])],
+            },
+            Family {
+                desc: &NO_ORG,
+                samples: vec![sample(vec![])],
+            },
+        ];
+        let mut out = String::new();
+        encode(&mut out, &families, "o", Format::Text004);
+        let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "test_value_seconds{org_name=\"o\",a=\"x\"} 1",
+                "test_value_seconds{org_name=\"o\"} 1",
+                "test_plain_total{} 1",
+            ]
+        );
     }
 
     #[test]
