@@ -394,13 +394,9 @@ impl ClsClient {
                 None => format!("page-size={size}{extra_query}"),
                 Some(n) => format!("page-number={n}&page-size={size}{extra_query}"),
             };
-            let page: P = self
-                .get_json(endpoint, &path, &query, instance, deadline)
+            let (batch, info) = self
+                .get_page::<P>(endpoint, &path, &query, instance, deadline)
                 .await?;
-            let (batch, info) = page.into_parts().map_err(|detail| {
-                ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail))
-            })?;
-            let info = info.as_ref().and_then(PageInfo::read);
             let batch_len = batch.len();
             let mut fresh = 0;
             for item in batch {
@@ -484,21 +480,21 @@ impl ClsClient {
     /// One GET with retries: 429, 500, 502, 503, 504, timeouts and transport
     /// failures are retried with exponential backoff and full jitter (or the
     /// server's Retry-After), never past the refresh deadline.
-    async fn get_json<T: DeserializeOwned>(
+    async fn get_page<P: Page>(
         &self,
         endpoint: Endpoint,
         path: &str,
         query: &str,
         instance: Option<&str>,
         deadline: Instant,
-    ) -> Result<T, ClsError> {
+    ) -> Result<DecodedPage<P::Item>, ClsError> {
         let mut attempt = 0;
         loop {
             let (result, retry_after) = self
                 .attempt(endpoint, path, query, instance, deadline)
                 .await;
             let error = match result {
-                Ok(body) => return decode::<T>(endpoint, path, &body),
+                Ok(body) => return decode_page::<P>(endpoint, path, &body),
                 Err(e) => e,
             };
             attempt += 1;
@@ -645,6 +641,24 @@ fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> R
     serde_json::from_slice(body).map_err(|e| error(e.to_string()))
 }
 
+/// One page's items and what its `paginationInfo` says (None without one).
+pub type DecodedPage<T> = (Vec<T>, Option<PageInfo>);
+
+/// Everything the client does to turn an answer's body into items: the JSON
+/// object check, the lenient model, `compressedClients`, `paginationInfo`.
+/// Pure, so the `cls_decode` fuzz target runs exactly this.
+pub fn decode_page<P: Page>(
+    endpoint: Endpoint,
+    path: &str,
+    body: &[u8],
+) -> Result<DecodedPage<P::Item>, ClsError> {
+    let page: P = decode(endpoint, path, body)?;
+    let (items, info) = page.into_parts().map_err(|detail| {
+        ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail))
+    })?;
+    Ok((items, info.as_ref().and_then(PageInfo::read)))
+}
+
 /// A listing's answer: its items, its `paginationInfo`, and a key per item
 /// that says when the same object came back twice.
 pub trait Page: DeserializeOwned {
@@ -742,11 +756,11 @@ impl<R: Read> Read for Counted<R> {
 
 /// The keys of `paginationInfo` we understand (the API does not document them).
 #[derive(Debug, Default, PartialEq)]
-struct PageInfo {
-    current: Option<i64>,
-    size: Option<i64>,
-    total_pages: Option<i64>,
-    total_records: Option<i64>,
+pub struct PageInfo {
+    pub current: Option<i64>,
+    pub size: Option<i64>,
+    pub total_pages: Option<i64>,
+    pub total_records: Option<i64>,
 }
 
 impl PageInfo {
@@ -1072,6 +1086,32 @@ mod tests {
         assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"{").is_err());
         assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"").is_err());
         assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b" {}").is_ok());
+    }
+
+    #[test]
+    fn decode_page_returns_items_and_page_info_or_a_decode_error() {
+        let (servers, info) = decode_page::<LicenseServersPage>(
+            Endpoint::LicenseServers,
+            "/s",
+            br#"{"licenseServers":[{"id":"s1"},7],"paginationInfo":{"pageNumber":1,"totalPages":"3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0].id, "s1");
+        assert_eq!(info.unwrap().total_pages, Some(3));
+        let (_, info) =
+            decode_page::<LicensePoolsPage>(Endpoint::LicensePools, "/p", b"{}").unwrap();
+        assert_eq!(info, None);
+        let err = decode_page::<LeasesPage>(
+            Endpoint::Leases,
+            "/l",
+            br#"{"clients":[],"compressedClients":"!!"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GET /l failed: response is not valid JSON of the expected shape: compressedClients could not be read: not valid base64"
+        );
     }
 
     #[test]
