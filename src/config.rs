@@ -414,7 +414,8 @@ fn gather(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Gathe
             // Only up to '=': what follows may be a secret.
             let shown = arg.split('=').next().unwrap_or_default();
             return Err(ConfigError(format!(
-                "bad flag syntax: {shown} (see --help)"
+                "bad flag syntax: {} (see --help)",
+                shown.escape_debug()
             )));
         }
         let written = &arg[..arg.len() - body.len() + name.len()];
@@ -424,7 +425,11 @@ fn gather(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Gathe
             _ => {}
         }
         let Some(setting) = SETTINGS.iter().find(|s| s.flag == Some(name)) else {
-            return Err(ConfigError(format!("unknown flag {written} (see --help)")));
+            // Escaped: the error is one line even for an argument that is not.
+            return Err(ConfigError(format!(
+                "unknown flag {} (see --help)",
+                written.escape_debug()
+            )));
         };
         let value = match inline {
             Some(value) => value,
@@ -1417,6 +1422,23 @@ mod tests {
         assert_eq!(
             error(&["---key=sekrit"], &[]),
             "bad flag syntax: ---key (see --help)"
+        );
+    }
+
+    #[test]
+    fn flag_errors_stay_one_line_for_arguments_with_control_characters() {
+        // Found by the config_parse fuzz target: the flag was quoted raw.
+        assert_eq!(
+            error(&["-\u{90}\r\u{11}"], &[]),
+            "unknown flag -\\u{90}\\r\\u{11} (see --help)"
+        );
+        assert_eq!(
+            error(&["--x\ny=1"], &[]),
+            "unknown flag --x\\ny (see --help)"
+        );
+        assert_eq!(
+            error(&["---\n=v"], &[]),
+            "bad flag syntax: ---\\n (see --help)"
         );
     }
 
