@@ -244,7 +244,8 @@ def main():
         table.markdown(),
         "",
         "Ratios: ours / alternative (for the encoder, alternative / ours: the speed-up). "
-        "Details and how each figure is measured: benches/README.md.",
+        "How each figure is measured, what the profiles showed, and why a target is not met: "
+        "benches/README.md (serving.py, Targets; Footprint).",
         "",
     ] + [f"- {n}" for n in notes] + [
         "",

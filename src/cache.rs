@@ -101,6 +101,14 @@ impl Cache {
                 return published;
             }
         }
+        // Boxed: the wait (a timer and a watch) would otherwise make the
+        // future of every scrape, fresh ones included, that much larger to
+        // build and move.
+        Box::pin(self.refreshed()).await
+    }
+
+    /// Waits for the running or a new refresh, then what is published.
+    async fn refreshed(&self) -> Arc<Published> {
         let mut done = self.join_or_start_refresh();
         let wait = self.inner.timeout + WAIT_MARGIN;
         // Whatever happens to the refresh, answer with what is published.

@@ -1,10 +1,12 @@
 //! The reference point of `benches/serving.py`: a bare hyper server that
 //! answers every request with ready bytes and fixed headers, on the same
-//! runtime and hyper settings as the exporter, with nothing else on the
-//! path (no routing, no cache, no live values). What it reaches is the
-//! ceiling the exporter's scrape path is measured against.
+//! runtime as the exporter, with nothing else on the path (no routing, no
+//! cache, no live values). What it reaches is the ceiling the exporter's
+//! scrape path is measured against.
 //!
-//! bare-hyper ADDR PLAIN_FILE GZIP_FILE CONTENT_TYPE VARY
+//! bare-hyper ADDR PLAIN_FILE GZIP_FILE CONTENT_TYPE VARY [TIMEOUT_SECONDS]
+//! (with TIMEOUT_SECONDS, hyper's header read timeout, which the exporter
+//! sets against slowloris clients, costs a timer per request)
 //! (answers `Accept-Encoding: gzip` requests with GZIP_FILE; anything else
 //! with PLAIN_FILE; runs until killed; loopback only in the benchmark)
 
@@ -20,10 +22,27 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, plain, gzip, content_type, vary] = &args[..] else {
-        eprintln!("usage: bare-hyper ADDR PLAIN_FILE GZIP_FILE CONTENT_TYPE VARY");
-        return ExitCode::from(2);
+    let (addr, plain, gzip, content_type, vary, timeout) = match &args[..] {
+        [a, p, g, c, v] => (a, p, g, c, v, None),
+        [a, p, g, c, v, t] => match t.parse::<u64>() {
+            Ok(t) => (a, p, g, c, v, Some(std::time::Duration::from_secs(t))),
+            Err(_) => {
+                eprintln!("bare-hyper: bad TIMEOUT_SECONDS {t:?}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!(
+                "usage: bare-hyper ADDR PLAIN_FILE GZIP_FILE CONTENT_TYPE VARY [TIMEOUT_SECONDS]"
+            );
+            return ExitCode::from(2);
+        }
     };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    if let Some(timeout) = timeout {
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
     let read = |path: &str| std::fs::read(path).map(Bytes::from);
     let (Ok(plain), Ok(gzip)) = (read(plain), read(gzip)) else {
         eprintln!("bare-hyper: cannot read the body files");
@@ -50,6 +69,7 @@ async fn main() -> ExitCode {
         let _ = stream.set_nodelay(true);
         let (plain, gzip) = (plain.clone(), gzip.clone());
         let (content_type, vary) = (content_type.clone(), vary.clone());
+        let http = http.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let zipped = req
@@ -66,9 +86,7 @@ async fn main() -> ExitCode {
                 }
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
