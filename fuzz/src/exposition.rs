@@ -1,0 +1,460 @@
+//! A strict checker of the two exposition formats the exporter writes,
+//! Prometheus text 0.0.4 and OpenMetrics 1.0, written from the format
+//! documents and not from the encoder, so the two cannot share a mistake.
+//!
+//! Strict means: it accepts what a conforming parser accepts *and* what the
+//! exporter is meant to write, nothing looser. So comments other than
+//! HELP/TYPE/UNIT, blank lines, trailing commas in label sets and samples
+//! before their family's TYPE are rejected even where 0.0.4 would tolerate
+//! them, because the encoder never writes them.
+
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Text004,
+    OpenMetrics,
+}
+
+/// One sample line, label values unescaped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    /// Label names and values in the order written.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp: Option<f64>,
+}
+
+/// The family that metadata lines opened.
+struct Family {
+    name: String,
+    kind: Option<String>,
+    help: bool,
+    unit: bool,
+    samples: usize,
+}
+
+/// Checks a whole exposition; returns its samples, or the first error with
+/// its line number.
+pub fn check(text: &str, flavor: Flavor) -> Result<Vec<Sample>, String> {
+    let body = match flavor {
+        Flavor::Text004 => text,
+        Flavor::OpenMetrics => text
+            .strip_suffix("# EOF\n")
+            .or_else(|| text.strip_suffix("# EOF"))
+            .ok_or("OpenMetrics must end with # EOF")?,
+    };
+    if !body.is_empty() && !body.ends_with('\n') {
+        return Err("the last line must end with a line feed".into());
+    }
+    let mut families_seen: HashSet<String> = HashSet::new();
+    let mut series: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+    let mut family: Option<Family> = None;
+    let mut samples = Vec::new();
+    for (index, line) in body.split_terminator('\n').enumerate() {
+        let at = |e: String| format!("line {}: {e}: {line:?}", index + 1);
+        if let Some(comment) = line.strip_prefix('#') {
+            metadata(comment, flavor, &mut family, &mut families_seen).map_err(at)?;
+            continue;
+        }
+        let sample = sample(line, flavor).map_err(at)?;
+        let Some(current) = family.as_mut() else {
+            return Err(at("a sample before any TYPE line".into()));
+        };
+        let kind = current.kind.as_deref().unwrap_or("");
+        let expected = match (flavor, kind) {
+            (Flavor::OpenMetrics, "counter") => format!("{}_total", current.name),
+            _ => current.name.clone(),
+        };
+        if sample.name != expected {
+            return Err(at(format!(
+                "sample {} is not in family {} (expected {expected})",
+                sample.name, current.name
+            )));
+        }
+        if current.kind.is_none() {
+            return Err(at("a sample before its family's TYPE line".into()));
+        }
+        if flavor == Flavor::OpenMetrics
+            && kind == "counter"
+            && (sample.value.is_nan() || sample.value < 0.0)
+        {
+            return Err(at(
+                "an OpenMetrics counter must be a non-negative number".into()
+            ));
+        }
+        let mut key = sample.labels.clone();
+        key.sort();
+        if !series.insert((sample.name.clone(), key)) {
+            return Err(at("the same series twice".into()));
+        }
+        current.samples += 1;
+        samples.push(sample);
+    }
+    Ok(samples)
+}
+
+/// `# HELP name text`, `# TYPE name type`, `# UNIT name unit` (OpenMetrics).
+fn metadata(
+    comment: &str,
+    flavor: Flavor,
+    family: &mut Option<Family>,
+    seen: &mut HashSet<String>,
+) -> Result<(), String> {
+    let rest = comment
+        .strip_prefix(' ')
+        .ok_or("expected '# ' at the start")?;
+    if rest == "EOF" {
+        return Err("# EOF before the end".into());
+    }
+    let (keyword, rest) = rest
+        .split_once(' ')
+        .ok_or("expected '# KEYWORD name ...'")?;
+    let (name, rest) = match rest.split_once(' ') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (rest, None),
+    };
+    if !is_metric_name(name) {
+        return Err(format!("invalid metric name {name:?}"));
+    }
+    let same = family.as_ref().is_some_and(|f| f.name == name);
+    if !same {
+        if !seen.insert(name.to_owned()) {
+            return Err(format!("family {name} appears twice"));
+        }
+        *family = Some(Family {
+            name: name.to_owned(),
+            kind: None,
+            help: false,
+            unit: false,
+            samples: 0,
+        });
+    }
+    let current = family.as_mut().ok_or("no family")?;
+    if current.samples > 0 {
+        return Err("metadata after the family's samples".into());
+    }
+    match keyword {
+        "HELP" => {
+            if std::mem::replace(&mut current.help, true) {
+                return Err("a second HELP line".into());
+            }
+            let allowed: &[char] = match flavor {
+                Flavor::Text004 => &['\\', 'n'],
+                Flavor::OpenMetrics => &['\\', 'n', '"'],
+            };
+            unescape(rest.unwrap_or(""), allowed).map(drop)
+        }
+        "TYPE" => {
+            let kind = rest.ok_or("TYPE without a type")?;
+            let known: &[&str] = match flavor {
+                Flavor::Text004 => &["counter", "gauge", "histogram", "summary", "untyped"],
+                Flavor::OpenMetrics => &[
+                    "counter",
+                    "gauge",
+                    "histogram",
+                    "gaugehistogram",
+                    "stateset",
+                    "info",
+                    "summary",
+                    "unknown",
+                ],
+            };
+            if !known.contains(&kind) {
+                return Err(format!("unknown type {kind:?}"));
+            }
+            if current.kind.replace(kind.to_owned()).is_some() {
+                return Err("a second TYPE line".into());
+            }
+            if flavor == Flavor::OpenMetrics && kind == "counter" && name.ends_with("_total") {
+                return Err("an OpenMetrics counter family is named without _total".into());
+            }
+            Ok(())
+        }
+        "UNIT" if flavor == Flavor::OpenMetrics => {
+            let unit = rest.ok_or("UNIT without a unit")?;
+            if std::mem::replace(&mut current.unit, true) {
+                return Err("a second UNIT line".into());
+            }
+            if unit.is_empty() || !name.ends_with(&format!("_{unit}")) {
+                return Err(format!("the family name must end with _{unit}"));
+            }
+            Ok(())
+        }
+        other => Err(format!("unexpected comment keyword {other:?}")),
+    }
+}
+
+/// `name{label="value",...} value [timestamp]`.
+fn sample(line: &str, flavor: Flavor) -> Result<Sample, String> {
+    let name_end = line.find(['{', ' ']).ok_or("a sample without a value")?;
+    let name = &line[..name_end];
+    if !is_metric_name(name) {
+        return Err(format!("invalid metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels: Vec<(String, String)> = Vec::new();
+    if let Some(after) = rest.strip_prefix('{') {
+        rest = after;
+        if let Some(after) = rest.strip_prefix('}') {
+            rest = after;
+        } else {
+            loop {
+                let eq = rest.find('=').ok_or("a label without =")?;
+                let label = &rest[..eq];
+                if !is_label_name(label) {
+                    return Err(format!("invalid label name {label:?}"));
+                }
+                if labels.iter().any(|(l, _)| l == label) {
+                    return Err(format!("label {label} twice"));
+                }
+                let quoted = rest[eq + 1..]
+                    .strip_prefix('"')
+                    .ok_or("a label value must be quoted")?;
+                let close = closing_quote(quoted).ok_or("an unterminated label value")?;
+                let value = unescape(&quoted[..close], &['\\', 'n', '"'])?;
+                labels.push((label.to_owned(), value));
+                rest = &quoted[close + 1..];
+                if let Some(after) = rest.strip_prefix(',') {
+                    rest = after;
+                    if rest.starts_with('}') {
+                        return Err("a trailing comma in the label set".into());
+                    }
+                } else if let Some(after) = rest.strip_prefix('}') {
+                    rest = after;
+                    break;
+                } else {
+                    return Err("expected , or } after a label value".into());
+                }
+            }
+        }
+    }
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or("expected one space before the value")?;
+    let mut parts = rest.split(' ');
+    let value = parse_value(parts.next().unwrap_or(""))?;
+    let timestamp = match parts.next() {
+        None => None,
+        Some(t) => Some(match flavor {
+            // Milliseconds, an integer.
+            Flavor::Text004 => t
+                .parse::<i64>()
+                .map(|ms| ms as f64)
+                .map_err(|_| format!("invalid timestamp {t:?}"))?,
+            Flavor::OpenMetrics => parse_value(t)
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("invalid timestamp {t:?}"))?,
+        }),
+    };
+    if parts.next().is_some() {
+        return Err("text after the timestamp".into());
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+        timestamp,
+    })
+}
+
+/// The index of the first `"` not escaped by a backslash.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Undoes `\\`, `\n` and, where allowed, `\"`; any other escape is an error.
+pub fn unescape(s: &str, allowed: &[char]) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(e) if allowed.contains(&e) => out.push(if e == 'n' { '\n' } else { e }),
+            Some(e) => return Err(format!("invalid escape \\{e}")),
+            None => return Err("a lone backslash at the end".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// A float as both formats spell it: `NaN`, `+Inf`, `-Inf`, or a decimal
+/// number with an optional exponent (no Rust-only spellings like `inf`).
+pub fn parse_value(s: &str) -> Result<f64, String> {
+    match s {
+        "NaN" => return Ok(f64::NAN),
+        "+Inf" => return Ok(f64::INFINITY),
+        "-Inf" => return Ok(f64::NEG_INFINITY),
+        _ => {}
+    }
+    let b = s.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return Err(format!("invalid value {s:?}"));
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return Err(format!("invalid exponent in {s:?}"));
+        }
+    }
+    if i != b.len() {
+        return Err(format!("invalid value {s:?}"));
+    }
+    s.parse::<f64>()
+        .map_err(|e| format!("invalid value {s:?}: {e}"))
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn is_metric_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*` (no colon, unlike metric names).
+pub fn is_label_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP a_seconds Help with \\\\ and \\n.\n\
+                        # TYPE a_seconds gauge\n\
+                        a_seconds{org_name=\"x\\\"y\\\\z\\nw\",b=\"Zürich\"} 1.5\n\
+                        a_seconds{org_name=\"o\",b=\"\"} -Inf\n\
+                        # HELP c_total Count.\n\
+                        # TYPE c_total counter\n\
+                        c_total 3\n";
+
+    #[test]
+    fn accepts_and_unescapes_text_004() {
+        let samples = check(TEXT, Flavor::Text004).unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(
+            samples[0].labels,
+            vec![
+                ("org_name".to_owned(), "x\"y\\z\nw".to_owned()),
+                ("b".to_owned(), "Zürich".to_owned())
+            ]
+        );
+        assert_eq!(samples[1].value, f64::NEG_INFINITY);
+        assert_eq!(samples[2].name, "c_total");
+    }
+
+    #[test]
+    fn accepts_openmetrics_with_unit_and_eof() {
+        let om = "# HELP a_seconds A \\\"quoted\\\" help.\n# TYPE a_seconds gauge\n\
+                  # UNIT a_seconds seconds\na_seconds NaN\n# TYPE c counter\nc_total 1e19\n# EOF\n";
+        let samples = check(om, Flavor::OpenMetrics).unwrap();
+        assert!(samples[0].value.is_nan());
+        assert_eq!(samples[1].value, 1e19);
+    }
+
+    #[test]
+    fn rejects_what_a_parser_would_reject() {
+        let bad = [
+            ("x 1\n", "before any TYPE"),
+            ("# TYPE x gauge\nx{a=\"b\"} inf\n", "invalid value"),
+            ("# TYPE x gauge\nx{a=\"b\\t\"} 1\n", "invalid escape"),
+            ("# TYPE x gauge\nx{a=\"b\"\"} 1\n", "expected , or }"),
+            ("# TYPE x gauge\nx{a=\"b} 1\n", "unterminated"),
+            ("# TYPE x gauge\nx{a=\"b\",} 1\n", "trailing comma"),
+            ("# TYPE x gauge\nx{a=\"1\",a=\"2\"} 1\n", "label a twice"),
+            ("# TYPE x gauge\nx{1a=\"b\"} 1\n", "invalid label name"),
+            ("# TYPE x gauge\nx{a:b=\"b\"} 1\n", "invalid label name"),
+            ("# TYPE x gauge\ny 1\n", "not in family"),
+            ("# TYPE x gauge\nx 1\nx 2\n", "same series twice"),
+            ("# TYPE x gauge\nx 1", "line feed"),
+            ("# TYPE x gauge\n\nx 1\n", "a sample without a value"),
+            ("# TYPE x gauge\nx  1\n", "invalid value"),
+            ("# TYPE x gauge\nx 1.5.2\n", "invalid value"),
+            ("# TYPE x gauge\nx 1e\n", "invalid exponent"),
+            ("# TYPE x gauge\nx 1 1.5\n", "invalid timestamp"),
+            (
+                "# TYPE x gauge\n# TYPE y gauge\n# TYPE x gauge\n",
+                "appears twice",
+            ),
+            (
+                "# TYPE x gauge\nx 1\n# HELP x late\n",
+                "after the family's samples",
+            ),
+            ("# TYPE x wibble\n", "unknown type"),
+            ("# HELP x a \\\" quote\n", "invalid escape"),
+            ("# just a comment\n", "unexpected comment keyword"),
+            ("# TYPE 0x gauge\n", "invalid metric name"),
+        ];
+        for (text, want) in bad {
+            let err = check(text, Flavor::Text004).expect_err(text);
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let bad_om = [
+            ("# TYPE x gauge\nx 1\n", "# EOF"),
+            ("# TYPE c counter\nc 1\n# EOF\n", "not in family"),
+            ("# TYPE c counter\nc_total -1\n# EOF\n", "non-negative"),
+            (
+                "# TYPE x_seconds gauge\n# UNIT x_seconds bytes\n# EOF\n",
+                "_bytes",
+            ),
+            (
+                "# TYPE x gauge\n# EOF\nx 1\n# EOF\n",
+                "# EOF before the end",
+            ),
+        ];
+        for (text, want) in bad_om {
+            let err = check(text, Flavor::OpenMetrics).expect_err(text);
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn values_use_exposition_spellings_only() {
+        for ok in [
+            "0", "-7", "1.5", ".5", "5.", "1e308", "1.5e-7", "+3", "NaN", "+Inf", "-Inf",
+        ] {
+            assert!(parse_value(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "inf", "Inf", "nan", "+", ".", "1e", "0x10", "1_000", " 1", "infinity",
+        ] {
+            assert!(parse_value(bad).is_err(), "{bad}");
+        }
+    }
+}

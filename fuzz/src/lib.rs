@@ -1,0 +1,53 @@
+//! Code shared by the fuzz targets in `fuzz_targets/`: a strict checker of
+//! the exposition formats, the scrape body as the server assembles it, and
+//! the slicing of a fuzz input into fields.
+
+#![forbid(unsafe_code)]
+
+/// Uses only std, so `scripts/fuzz` runs its tests with plain `rustc --test`.
+pub mod exposition;
+
+use nvidia_license_server_exporter::metrics::exposition::live_text;
+use nvidia_license_server_exporter::metrics::families::Family;
+use nvidia_license_server_exporter::metrics::text::{Format, Prepared};
+
+/// The byte that separates fields in the inputs of `encoder_grammar`: it
+/// never occurs in UTF-8, so any string can sit in a field.
+pub const FIELD_SEPARATOR: u8 = 0xFF;
+
+/// Splits `data` on `separator` into at most `max` fields; the last field
+/// takes the rest, separators included.
+pub fn fields(data: &[u8], separator: u8, max: usize) -> Vec<&[u8]> {
+    data.splitn(max.max(1), |b| *b == separator).collect()
+}
+
+/// A field as text: invalid UTF-8 becomes U+FFFD, as no `String` in the
+/// exporter can hold it either.
+pub fn text(field: &[u8]) -> String {
+    String::from_utf8_lossy(field).into_owned()
+}
+
+/// A scrape's bodies, 0.0.4 then OpenMetrics, as the server assembles them
+/// without gzip: the refresh part as `Rendered::new` renders it (label sets
+/// prepared once, then each format), then `live_text` (the live families
+/// and, for OpenMetrics, `# EOF`). Not through `Rendered` itself, which also
+/// deflates every part and writes large ones to a memfd: instrumented
+/// deflate would take most of each run, and the gzip splice and the memfd
+/// have their own tests.
+pub fn scrape_bodies(refresh: &[Family], live: &[Family], org: &str) -> [(Format, String); 2] {
+    let prepared = Prepared::new(refresh, org);
+    [Format::Text004, Format::OpenMetrics].map(|format| {
+        let mut out = String::new();
+        prepared.encode(&mut out, format);
+        out.push_str(&String::from_utf8_lossy(&live_text(live, org, format)));
+        (format, out)
+    })
+}
+
+/// The checker's name for an encoder format.
+pub fn flavor(format: Format) -> exposition::Flavor {
+    match format {
+        Format::Text004 => exposition::Flavor::Text004,
+        Format::OpenMetrics => exposition::Flavor::OpenMetrics,
+    }
+}
