@@ -16,7 +16,8 @@ Builds the release binaries (glibc) and the static musl binary, then runs:
 
 Writes a Markdown table (figure | ours | alternative | ratio | target | met?)
 with the date, the machine (cores, CPU model, kernel, rustc) and the command.
-Loopback only; every step is bounded. About 6 to 8 minutes on 2 cores.
+Loopback only; every step is bounded. About 6 minutes on 2 cores with the
+binaries built, 9 to 10 from a clean clone.
 
 Usage: benches/all.py [--quick] [--output PATH] [--no-build]
   --quick   one short round of everything (to check the script, not for figures)
@@ -82,7 +83,7 @@ def step(name):
 
 def serving_rows(table, notes, quick):
     args = serving.parser().parse_args(
-        ["--rounds", "1" if quick else "5", "--duration", "2" if quick else "5", "--musl", MUSL_BIN])
+        ["--rounds", "1" if quick else "5", "--duration", "2" if quick else "4", "--musl", MUSL_BIN])
     r = serving.run(args)
     notes.append(
         f"Serving: generated org {r['org']} ({r['series']} series, {r['plain_bytes']:,} bytes plain, "
