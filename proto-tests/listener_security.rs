@@ -188,11 +188,12 @@ async fn basic_auth_guards_metrics_and_the_status_page() {
     assert_eq!(http(closed.addr, "GET", "/healthz", &[]).await.status, 401);
 }
 
-/// A wrong password and an unknown user cost the same bcrypt verification,
-/// so their 401s take the same time: the timing does not say which names
-/// exist. Medians of several tries, compared as a ratio.
+/// A wrong password, no password and an unknown user cost the same bcrypt
+/// verification, so their 401s take the same time: the timing says neither
+/// which names exist nor anything of the password. Medians of several
+/// tries, compared as ratios.
 #[tokio::test]
-async fn wrong_password_and_unknown_user_take_the_same_time() {
+async fn wrong_password_no_password_and_unknown_user_take_the_same_time() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let dir = dir("timing");
     let hash = bcrypt::hash("right", 8).unwrap();
@@ -211,7 +212,18 @@ async fn wrong_password_and_unknown_user_take_the_same_time() {
     };
     let mut wrong = Vec::new();
     let mut unknown = Vec::new();
+    let mut empty = Vec::new();
     for i in 0..9 {
+        let t = Instant::now();
+        let r = http(
+            exporter.addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", &basic("alice", ""))],
+        )
+        .await;
+        empty.push(t.elapsed());
+        assert_eq!(r.status, 401);
         let t = Instant::now();
         let r = http(
             exporter.addr,
@@ -233,12 +245,15 @@ async fn wrong_password_and_unknown_user_take_the_same_time() {
         unknown.push(t.elapsed());
         assert_eq!(r.status, 401);
     }
-    let (wrong, unknown) = (median(wrong), median(unknown));
+    let (wrong, unknown, empty) = (median(wrong), median(unknown), median(empty));
     let ratio = wrong.as_secs_f64() / unknown.as_secs_f64();
-    eprintln!("median 401: wrong password {wrong:?}, unknown user {unknown:?}, ratio {ratio:.2}");
+    let empty_ratio = empty.as_secs_f64() / unknown.as_secs_f64();
+    eprintln!(
+        "median 401: wrong password {wrong:?}, no password {empty:?}, unknown user {unknown:?}"
+    );
     assert!(
-        (0.5..2.0).contains(&ratio),
-        "wrong {wrong:?} vs unknown {unknown:?}"
+        (0.5..2.0).contains(&ratio) && (0.5..2.0).contains(&empty_ratio),
+        "wrong {wrong:?} vs no password {empty:?} vs unknown {unknown:?}"
     );
     assert!(
         wrong > Duration::from_millis(2),
