@@ -211,6 +211,7 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
             config.listen_address
         )
     })?;
+    let shutdown = shutdown_signal();
     let local = listener
         .local_addr()
         .map_or_else(|_| config.listen_address.clone(), |a| a.to_string());
@@ -249,7 +250,7 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
         healthz_open: config.healthz_open,
         live: server::LiveTails::default(),
     });
-    server::serve(listener, state, shutdown_signal()).await;
+    server::serve(listener, state, shutdown).await;
     if let Some(push) = push {
         push.shutdown(LAST_PUSH_TIMEOUT).await;
     }
@@ -351,20 +352,26 @@ async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (the process may be PID 1 in a container,
-/// where no default handler would stop it).
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// resolves on the first of them (the process may be PID 1 in a container,
+/// where no default handler would stop it). Called before the "listening"
+/// line: a signal sent as soon as that line appears (a supervisor, a test)
+/// must shut down cleanly, not end the process by the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
