@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::fake_cls::fixture;
+
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1270,15 +1272,6 @@ async fn a_failed_lease_listing_leaves_no_per_feature_lease_series() {
 }
 
 // ================================================================== leases
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proto-tests/fixtures/org.json"
-    ))
-    .expect("fixture");
-    serde_json::from_str(&text).expect("fixture JSON")
-}
 
 fn lease_lines(text: &str) -> Vec<String> {
     text.lines()

@@ -3,21 +3,14 @@
 
 mod support;
 
+use support::fake_cls::fixture;
+
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::exporter::{http, http_on, run_to_end, Exporter, Response};
 use support::fake_cls::FakeCls;
-
-fn fixture() -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proto-tests/fixtures/org.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::fake_cls::fixture;
+
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,11 +15,6 @@ use support::exporter::{http, tool, Exporter};
 use support::fake_cls::FakeCls;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(format!("{ROOT}/proto-tests/fixtures/org.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));

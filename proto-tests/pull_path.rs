@@ -3,19 +3,11 @@
 
 mod support;
 
-use serde_json::Value;
+use support::fake_cls::fixture;
+
 use std::time::Duration;
 use support::exporter::{http, run_to_end, stable, value, Exporter};
 use support::fake_cls::{Canned, FakeCls};
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proto-tests/fixtures/org.json"
-    ))
-    .expect("fixture");
-    serde_json::from_str(&text).expect("fixture JSON")
-}
 
 async fn fake() -> FakeCls {
     FakeCls::start(fixture(), "test-key").await

@@ -5,7 +5,8 @@
 
 mod support;
 
-use serde_json::Value;
+use support::fake_cls::fixture;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{http, run_to_end, Exporter};
@@ -15,15 +16,6 @@ use tokio::net::TcpListener;
 
 const KEY: &str = "sentinel-KEY-7f3a9c";
 const HEADER: &str = "sentinel-HDR-51d0e8";
-
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proto-tests/fixtures/org.json"
-    ))
-    .expect("fixture");
-    serde_json::from_str(&text).expect("fixture JSON")
-}
 
 /// An OTLP/HTTP collector that keeps every byte it receives, head and body,
 /// exactly as they crossed the socket (uncompressed: the exporter is told

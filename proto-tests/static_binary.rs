@@ -17,6 +17,8 @@
 
 mod support;
 
+use support::fake_cls::fixture;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -369,12 +371,6 @@ fn address_in(line: &str) -> Option<SocketAddr> {
         .trim_matches('"')
         .parse()
         .ok()
-}
-
-fn fixture() -> serde_json::Value {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("proto-tests/fixtures/org.json"))
-        .expect("fixture");
-    serde_json::from_str(&text).expect("fixture JSON")
 }
 
 fn exporter_env(base_url: &str, listen: &str) -> Vec<(&'static str, String)> {

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::fake_cls::fixture;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,15 +14,6 @@ use support::fake_cls::FakeCls;
 use support::front::{Front, Mode, Pki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn fixture() -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/proto-tests/fixtures/org.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
 
 fn write_temp(name: &str, contents: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nlse-tls-{}-{name}", std::process::id()));

@@ -24,6 +24,13 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The fixture org (`proto-tests/fixtures/org.json`) most tests serve.
+pub fn fixture() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/proto-tests/fixtures/org.json");
+    let text = std::fs::read_to_string(path).expect("fixture");
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
 /// Page size used when a paginating fake gets no (or a zero) `page-size`.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
