@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::exporter::{http, Exporter};
-use support::exposition::{parse_strict, promtool, Series};
+use support::exporter::{http, promtool, Exporter};
+use support::exposition::{check, Flavor, Sample};
 use support::fake_cls::{generate_org, Canned, FakeCls, Paging, Tail};
 use support::front::{Front, Mode, Pki};
 
@@ -346,8 +346,17 @@ fn data(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The samples of a scrape in text 0.0.4, by the shared strict checker.
+/// An empty body is refused too: the exporter always has its own metrics.
+fn parse_strict(text: &str) -> Result<Vec<Sample>, String> {
+    if text.is_empty() {
+        return Err("an empty exposition".into());
+    }
+    check(text, Flavor::Text004).map(|checked| checked.samples)
+}
+
 /// The samples of `name` whose labels include `labels` (org_name aside).
-fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Series> {
+fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
     parse_strict(text)
         .expect("a strict exposition")
         .into_iter()

@@ -122,7 +122,6 @@ fn expected(families: &[Family], org: &str) -> Vec<Parsed> {
                 name: name.clone(),
                 labels,
                 value: sample.value,
-                timestamp: None,
             });
         }
     }
@@ -136,7 +135,7 @@ fn same_value(a: f64, b: f64) -> bool {
 /// Renders as a scrape does (refresh part, live part, `# EOF`) and checks.
 fn render_and_check(refresh: &[Family], live: &[Family], org: &str) -> [Vec<Parsed>; 2] {
     scrape_bodies(refresh, live, org).map(|(format, text)| match check(&text, flavor(format)) {
-        Ok(samples) => samples,
+        Ok(checked) => checked.samples,
         Err(e) => panic!("{format:?} exposition rejected: {e}\n{text}"),
     })
 }

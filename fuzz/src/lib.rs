@@ -4,7 +4,9 @@
 
 #![forbid(unsafe_code)]
 
-/// Uses only std, so `scripts/fuzz` runs its tests with plain `rustc --test`.
+/// The strict checker the protocol tests and the encoder benchmark use too,
+/// one file compiled in all three packages.
+#[path = "../../proto-tests/support/exposition.rs"]
 pub mod exposition;
 
 use nvidia_license_server_exporter::metrics::exposition::live_text;

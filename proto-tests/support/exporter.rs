@@ -418,3 +418,35 @@ pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// `promtool check metrics` on `text`: None when promtool is not installed
+/// (outside CI), else its findings (errors and lint warnings).
+pub fn promtool(text: &str) -> Option<Result<(), String>> {
+    use std::io::Write;
+    let promtool = tool("promtool")?;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let mut stdin = child.stdin.take().expect("promtool stdin");
+    let input = text.to_owned();
+    // Written from a thread: promtool may answer before it read everything.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("promtool output");
+    let _ = writer.join();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() && report.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(report)
+    })
+}
