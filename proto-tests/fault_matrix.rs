@@ -1129,20 +1129,31 @@ async fn null_everywhere_is_read_as_nothing() {
         one(&now, "nvidia_cls_license_server_info", &server),
         Some(1.0)
     );
-    // A group or server without an id cannot be asked about: the request
-    // with an empty path segment fails, and counts as a partial failure.
+    // A group or server without an id cannot be asked about: no request
+    // with an empty path segment is made (a server could read it as another
+    // resource); the part counts as a partial failure and the log says why.
     assert_eq!(partial(&now, "license_servers"), Some(1.0));
     assert_eq!(partial(&now, "license_pools"), Some(1.0));
+    let no_id = "failed: the request cannot be made: the id is empty, \".\" or \"..\"";
     row.told_once(&[
         "partial refresh",
-        "GET /virtual-groups//license-servers failed: HTTP 404",
+        "GET /virtual-groups/\"\"/license-servers",
+        no_id,
     ])
     .await;
     row.told_once(&[
         "partial refresh",
-        "GET /virtual-groups/2/license-servers//license-pools failed: HTTP 404",
+        "GET /virtual-groups/2/license-servers/\"\"/license-pools",
+        no_id,
     ])
     .await;
+    let empty_segments = row
+        .cls
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("//"))
+        .count();
+    assert_eq!(empty_segments, 0, "no request with an empty path segment");
 }
 
 #[tokio::test]

@@ -213,7 +213,15 @@ impl ClsClient {
             Pools(usize, Result<Vec<LicensePool>, ClsError>),
             Leases(Option<String>, Result<Vec<LeaseClient>, ClsError>),
         }
-        let group_path = format!("/virtual-groups/{}", encode_segment(&group.id));
+        let Some(group_segment) = id_segment(&group.id) else {
+            let what = format!("GET /virtual-groups/{:?}/license-servers", group.id);
+            return GroupData {
+                group,
+                failures: vec![no_usable_id(Endpoint::LicenseServers, what)],
+                ..GroupData::default()
+            };
+        };
+        let group_path = format!("/virtual-groups/{group_segment}");
         let mut tasks = JoinSet::new();
         let mut servers: Vec<LicenseServer> = Vec::new();
         let mut instances: HashSet<String> = HashSet::new();
@@ -233,22 +241,32 @@ impl ClsClient {
                 deadline,
                 |server| {
                     let (client, index) = (self.clone(), servers.len());
-                    let path = format!(
-                        "{group_path}/license-servers/{}/license-pools",
-                        encode_segment(&server.id)
-                    );
-                    tasks.spawn(async move {
-                        let pools = client
-                            .list_vec::<LicensePoolsPage>(
-                                Endpoint::LicensePools,
-                                path,
-                                "",
-                                None,
-                                deadline,
-                            )
-                            .await;
-                        Part::Pools(index, pools)
-                    });
+                    match id_segment(&server.id) {
+                        Some(segment) => {
+                            let path =
+                                format!("{group_path}/license-servers/{segment}/license-pools");
+                            tasks.spawn(async move {
+                                let pools = client
+                                    .list_vec::<LicensePoolsPage>(
+                                        Endpoint::LicensePools,
+                                        path,
+                                        "",
+                                        None,
+                                        deadline,
+                                    )
+                                    .await;
+                                Part::Pools(index, pools)
+                            });
+                        }
+                        None => {
+                            let what = format!(
+                                "GET {group_path}/license-servers/{:?}/license-pools",
+                                server.id
+                            );
+                            let error = no_usable_id(Endpoint::LicensePools, what);
+                            tasks.spawn(async move { Part::Pools(index, Err(error)) });
+                        }
+                    }
                     let instance = server.service_instance_id.trim();
                     if !instance.is_empty() && instances.insert(instance.to_owned()) {
                         let instance = Some(instance.to_owned());
@@ -870,6 +888,27 @@ fn parse_http_date(value: &str) -> Option<i64> {
 
 /// Percent-encodes one path segment: everything but RFC 3986 unreserved
 /// characters, so an org name or id can never change the path's shape.
+/// An id as a path segment, or None when it cannot name anything: empty
+/// or blank (a null id), or `.` and `..`, which a server or proxy on the way
+/// reads as "this" and "the parent" path and so would answer for another
+/// resource than the one asked for.
+fn id_segment(id: &str) -> Option<String> {
+    match id.trim() {
+        "" | "." | ".." => None,
+        _ => Some(encode_segment(id)),
+    }
+}
+
+/// The failure recorded for a sub-resource that is not asked for because
+/// its parent has no usable id (no request is made or counted).
+fn no_usable_id(endpoint: Endpoint, what: String) -> ClsError {
+    ClsError::new(
+        endpoint,
+        what,
+        ErrorKind::Request("the id is empty, \".\" or \"..\", so no path can name it".into()),
+    )
+}
+
 pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
@@ -907,6 +946,15 @@ mod tests {
         assert_eq!(encode_segment("a/b c?d#e"), "a%2Fb%20c%3Fd%23e");
         assert_eq!(encode_segment("Zü"), "Z%C3%BC");
         assert_eq!(encode_segment(".."), "..");
+    }
+
+    #[test]
+    fn ids_that_name_no_resource_make_no_path() {
+        for id in ["", "  ", ".", "..", " .. "] {
+            assert_eq!(id_segment(id), None, "{id:?}");
+        }
+        assert_eq!(id_segment("...").as_deref(), Some("..."));
+        assert_eq!(id_segment("a/..").as_deref(), Some("a%2F.."));
     }
 
     #[test]
