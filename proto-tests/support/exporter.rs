@@ -16,6 +16,8 @@ pub struct Exporter {
     pub addr: SocketAddr,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The threads copying stdout and stderr; they end at the child's exit.
+    pumps: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// A command with only the given environment (plus nothing inherited), so
@@ -46,7 +48,7 @@ fn pump(
     mut from: impl Read + Send + 'static,
     into: Arc<Mutex<Vec<u8>>>,
     notify: Option<std::sync::mpsc::Sender<String>>,
-) {
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         if let Some(tx) = notify {
             let mut reader = BufReader::new(from);
@@ -69,7 +71,7 @@ fn pump(
                 into.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         }
-    });
+    })
 }
 
 impl Exporter {
@@ -99,8 +101,10 @@ impl Exporter {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        pump(child.stdout.take().unwrap(), stdout.clone(), None);
-        pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx));
+        let pumps = vec![
+            pump(child.stdout.take().unwrap(), stdout.clone(), None),
+            pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx)),
+        ];
         let deadline = Instant::now() + Duration::from_secs(10);
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -124,6 +128,7 @@ impl Exporter {
             addr,
             stdout,
             stderr,
+            pumps,
         }
     }
 
@@ -154,7 +159,8 @@ impl Exporter {
         proc_kib(self.pid(), "VmHWM:") * 1024
     }
 
-    /// Sends a signal and waits (at most 10 s) for the exit status.
+    /// Sends a signal and waits (at most 10 s) for the exit status; by then
+    /// every byte the process wrote has been read into stdout() and stderr().
     pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
@@ -163,6 +169,9 @@ impl Exporter {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
+                for pump in self.pumps.drain(..) {
+                    let _ = pump.join();
+                }
                 return status;
             }
             assert!(
