@@ -13,7 +13,7 @@
 #![no_main]
 
 use exporter_fuzz::exposition::check;
-use exporter_fuzz::{flavor, scrape_bodies};
+use exporter_fuzz::{flavor, good_refresh, scrape_bodies};
 use libfuzzer_sys::fuzz_target;
 use nvidia_license_server_exporter::cls::client::{
     decode_page, parse_retry_after, Page, ServerData,
@@ -23,8 +23,7 @@ use nvidia_license_server_exporter::cls::model::{
     LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer, LicenseServersPage,
     VirtualGroup, VirtualGroupsPage,
 };
-use nvidia_license_server_exporter::cls::{ApiStats, Endpoint, GroupData, OrgData};
-use nvidia_license_server_exporter::metrics::families::{refresh_families, RefreshState};
+use nvidia_license_server_exporter::cls::{Endpoint, GroupData, OrgData};
 use nvidia_license_server_exporter::snapshot::Snapshot;
 
 /// Input kinds, picked by the first byte: see the top of the file.
@@ -163,17 +162,7 @@ fuzz_target!(|data: &[u8]| {
     let mut org = org_of(kind, &bodies);
     org.groups.iter_mut().for_each(|g| flags(g, selector));
     let snapshot = Snapshot::build(&org, 1_700_000_000.0);
-    let api = ApiStats::default();
-    let families = refresh_families(&RefreshState {
-        up: true,
-        duration_seconds: 0.5,
-        timestamp: snapshot.collected_at,
-        last_success: Some(snapshot.collected_at),
-        successes: 1,
-        failures: 0,
-        snapshot: Some(&snapshot),
-        api: &api,
-    });
+    let families = good_refresh(&snapshot);
     for (format, text) in scrape_bodies(&families, &[], "lic-fuzz") {
         if let Err(e) = check(&text, flavor(format)) {
             panic!("{format:?} exposition rejected: {e}");

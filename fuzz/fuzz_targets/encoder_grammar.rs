@@ -15,17 +15,16 @@
 #![no_main]
 
 use exporter_fuzz::exposition::{check, Sample as Parsed};
-use exporter_fuzz::{fields, flavor, scrape_bodies, text, FIELD_SEPARATOR};
+use exporter_fuzz::{fields, flavor, good_refresh, scrape_bodies, text, FIELD_SEPARATOR};
 use libfuzzer_sys::fuzz_target;
 use nvidia_license_server_exporter::cls::client::ServerData;
 use nvidia_license_server_exporter::cls::model::{
     ClientProperties, Entitlement, EntitlementFeature, Lease, LeaseClient, LicensePool,
     LicenseServer, PoolFeature, ProductKey, ServerFeature, VirtualGroup,
 };
-use nvidia_license_server_exporter::cls::{ApiStats, GroupData, OrgData};
+use nvidia_license_server_exporter::cls::{GroupData, OrgData};
 use nvidia_license_server_exporter::metrics::families::{
-    self, process_families, push_families, refresh_families, Desc, Family, Kind, PushCounts,
-    RefreshState, Sample,
+    self, process_families, push_families, Desc, Family, Kind, PushCounts, Sample,
 };
 use nvidia_license_server_exporter::metrics::process::ProcessStats;
 use nvidia_license_server_exporter::metrics::text::Format;
@@ -257,17 +256,7 @@ fuzz_target!(|data: &[u8]| {
 
     // 2. The same strings through a snapshot, as a scrape renders it.
     let snapshot = Snapshot::build(&org_of(&strings), 1_700_000_000.0);
-    let api = ApiStats::default();
-    let refresh = refresh_families(&RefreshState {
-        up: true,
-        duration_seconds: 0.25,
-        timestamp: snapshot.collected_at,
-        last_success: Some(snapshot.collected_at),
-        successes: 1,
-        failures: 0,
-        snapshot: Some(&snapshot),
-        api: &api,
-    });
+    let refresh = good_refresh(&snapshot);
     let mut live = process_families(&ProcessStats::default());
     live.extend(push_families(&PushCounts::default()));
     for samples in render_and_check(&refresh, &live, &org) {

@@ -9,9 +9,11 @@
 #[path = "../../proto-tests/support/exposition.rs"]
 pub mod exposition;
 
+use nvidia_license_server_exporter::cls::ApiStats;
 use nvidia_license_server_exporter::metrics::exposition::live_text;
-use nvidia_license_server_exporter::metrics::families::Family;
+use nvidia_license_server_exporter::metrics::families::{refresh_families, Family, RefreshState};
 use nvidia_license_server_exporter::metrics::text::{Format, Prepared};
+use nvidia_license_server_exporter::snapshot::Snapshot;
 
 /// The byte that separates fields in the inputs of `encoder_grammar`: it
 /// never occurs in UTF-8, so any string can sit in a field.
@@ -43,6 +45,22 @@ pub fn scrape_bodies(refresh: &[Family], live: &[Family], org: &str) -> [(Format
         prepared.encode(&mut out, format);
         out.push_str(&String::from_utf8_lossy(&live_text(live, org, format)));
         (format, out)
+    })
+}
+
+/// The refresh families of a successful refresh that published `snapshot`,
+/// as the metric table builds them for a scrape.
+pub fn good_refresh(snapshot: &Snapshot) -> Vec<Family> {
+    let api = ApiStats::default();
+    refresh_families(&RefreshState {
+        up: true,
+        duration_seconds: 0.5,
+        timestamp: snapshot.collected_at,
+        last_success: Some(snapshot.collected_at),
+        successes: 1,
+        failures: 0,
+        snapshot: Some(snapshot),
+        api: &api,
     })
 }
 
