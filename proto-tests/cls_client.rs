@@ -414,7 +414,7 @@ const LISTINGS: [&str; 4] = [
     "/virtual-groups",
     "/virtual-groups/1/license-servers",
     "/license-servers/s1/license-pools",
-    "/virtual-groups/1/leases",
+    "/virtual-groups/1/leases/all",
 ];
 
 fn assert_page_numbers(cls: &FakeCls, want: &[&str]) {
@@ -752,7 +752,7 @@ async fn the_page_cap_stops_an_endless_listing() {
     });
     let exporter = Exporter::start(&cls.base_url(), &[("CLS_PAGE_SIZE", "1")]);
     let text = exporter.metrics().await;
-    assert_eq!(cls.requests_ending_with("/leases"), 1000);
+    assert_eq!(cls.requests_ending_with("/leases/all"), 1000);
     assert_eq!(guard(&text, "leases", "page_cap"), Some(1.0));
     assert_eq!(server_active(&text, 1, "s1"), Some(1000.0));
     let lines = log_lines(&exporter, "paging stopped early: the page cap was reached").await;
@@ -1215,7 +1215,7 @@ async fn a_failed_pool_listing_is_left_out_counted_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_lease_listing_is_left_out_counted_and_logged() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases", Canned::status(500));
+    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
     let exporter = Exporter::start(&cls.base_url(), &[]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0));
@@ -1232,7 +1232,7 @@ async fn a_failed_lease_listing_is_left_out_counted_and_logged() {
     let lines = log_lines(&exporter, "partial refresh").await;
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains(
-        "partial refresh, publishing without this part: GET /virtual-groups/2/leases failed: HTTP 500"
+        "partial refresh, publishing without this part: GET /virtual-groups/2/leases/all failed: HTTP 500"
     ), "{}", lines[0]);
 }
 
@@ -1250,7 +1250,7 @@ async fn a_failed_server_listing_is_left_out_counted_and_logged() {
     assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 1);
     assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
     assert_eq!(partial(&text, "license_servers"), Some(1.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups/2/leases"), 0);
+    assert_eq!(cls.requests_ending_with("/virtual-groups/2/leases/all"), 0);
     let lines = log_lines(&exporter, "partial refresh").await;
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains(
@@ -1264,7 +1264,7 @@ async fn a_failed_server_listing_is_left_out_counted_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_lease_listing_leaves_no_per_feature_lease_series() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases", Canned::status(500));
+    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
     let exporter = Exporter::start(&cls.base_url(), &[]);
     let text = exporter.metrics().await;
     assert_eq!(feature_active(&text, 1, "s1"), Some(1.0));
@@ -1318,7 +1318,7 @@ fn gzip_bomb(mib: usize) -> String {
 async fn compressed_clients_inflating_past_the_cap_are_refused_with_bounded_memory() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
     let bomb = json!({ "compressedClients": gzip_bomb(100) }).to_string();
-    cls.set_override("/virtual-groups/2/leases", Canned::body(200, bomb));
+    cls.set_override("/virtual-groups/2/leases/all", Canned::body(200, bomb));
     let exporter = Exporter::start(&cls.base_url(), &[]);
     let started = Instant::now();
     let text = exporter.metrics().await;
@@ -1332,7 +1332,7 @@ async fn compressed_clients_inflating_past_the_cap_are_refused_with_bounded_memo
     let lines = log_lines(&exporter, "partial refresh").await;
     assert_eq!(lines.len(), 1, "{}", exporter.stderr());
     assert!(
-        lines[0].contains("GET /virtual-groups/2/leases failed: "),
+        lines[0].contains("GET /virtual-groups/2/leases/all failed: "),
         "{}",
         lines[0]
     );
@@ -1347,20 +1347,33 @@ async fn compressed_clients_inflating_past_the_cap_are_refused_with_bounded_memo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_fall_back_to_leases_all_and_remember_it() {
+async fn leases_are_read_from_leases_all() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_leases_all_only(true);
+    let exporter = Exporter::start(&cls.base_url(), &[]);
+    let text = exporter.metrics().await;
+    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
+    assert_eq!(server_active(&text, 2, "s2"), Some(1.0));
+    assert_eq!(cls.requests_ending_with("/leases/all"), 2);
+    assert_eq!(cls.requests_ending_with("/leases"), 0, "no old path asked");
+    assert_eq!(requests_total(&text, "leases", "200"), Some(2.0));
+    assert_eq!(requests_total(&text, "leases", "404"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_fall_back_to_plain_leases_on_404_and_remember_it() {
+    let cls = FakeCls::start(n_groups(2), "test-key").await;
+    cls.set_leases_plain_only(true);
     let exporter = Exporter::start(&cls.base_url(), &[("CACHE_TTL", "100ms")]);
     let first = exporter.metrics().await;
     assert_eq!(up(&first), Some(1.0));
     assert_eq!(server_active(&first, 1, "s1"), Some(1.0));
     assert_eq!(server_active(&first, 2, "s2"), Some(1.0));
     // Both groups' lease calls start together: each may meet the 404 before
-    // the other has learned that /leases/all works.
-    let plain = cls.requests_ending_with("/leases");
-    assert!((1..=2).contains(&plain), "{plain}");
-    assert_eq!(cls.requests_ending_with("/leases/all"), 2);
-    assert_eq!(requests_total(&first, "leases", "404"), Some(plain as f64));
+    // the other has learned that /leases works.
+    let all = cls.requests_ending_with("/leases/all");
+    assert!((1..=2).contains(&all), "{all}");
+    assert_eq!(cls.requests_ending_with("/leases"), 2);
+    assert_eq!(requests_total(&first, "leases", "404"), Some(all as f64));
     assert_eq!(requests_total(&first, "leases", "200"), Some(2.0));
     assert_eq!(partial(&first, "leases"), Some(0.0));
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -1368,13 +1381,45 @@ async fn leases_fall_back_to_leases_all_and_remember_it() {
     assert_eq!(lease_lines(&first), lease_lines(&second));
     assert_eq!(
         (
-            cls.requests_ending_with("/leases"),
-            cls.requests_ending_with("/leases/all")
+            cls.requests_ending_with("/leases/all"),
+            cls.requests_ending_with("/leases")
         ),
-        (plain, 4),
-        "the second refresh goes straight to /leases/all"
+        (all, 4),
+        "the second refresh goes straight to /leases"
     );
-    assert_eq!(requests_total(&second, "leases", "404"), Some(plain as f64));
+    assert_eq!(requests_total(&second, "leases", "404"), Some(all as f64));
+}
+
+/// An answer with both `clients` and `compressedClients` holds the same
+/// clients twice (the Go exporter reads the compressed ones only): leases
+/// without ids must not be counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_clients_replace_clients_sent_alongside() {
+    use std::io::Write;
+    let clients = json!([
+        { "leases": [
+            { "featureName": "GRID-Virtual-PC", "leaseCount": 2, "licenseAllotmentFeatureId": "s1-f" },
+            { "featureName": "GRID-Virtual-PC", "leaseCount": 1, "licenseAllotmentFeatureId": "s1-f" }
+          ],
+          "additionalProperties": { "license_server_id": "s1" } }
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(json!({ "clients": clients }).to_string().as_bytes())
+        .unwrap();
+    let both = json!({
+        "clients": clients,
+        "compressedClients": support::fake_cls::base64(&gz.finish().unwrap()),
+    });
+    let cls = FakeCls::start(n_groups(1), "test-key").await;
+    cls.set_override(
+        "/virtual-groups/1/leases/all",
+        Canned::body(200, both.to_string()),
+    );
+    let exporter = Exporter::start(&cls.base_url(), &[]);
+    let text = exporter.metrics().await;
+    assert_eq!(server_active(&text, 1, "s1"), Some(3.0), "{text}");
+    assert_eq!(feature_active(&text, 1, "s1"), Some(3.0));
+    assert_eq!(partial(&text, "leases"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1406,7 +1451,7 @@ async fn the_configured_service_instance_is_used_when_no_server_carries_one() {
     let instances = |g: u64| -> Vec<String> {
         cls.requests()
             .iter()
-            .filter(|r| r.path.ends_with(&format!("/virtual-groups/{g}/leases")))
+            .filter(|r| r.path.ends_with(&format!("/virtual-groups/{g}/leases/all")))
             .map(|r| {
                 r.header("x-nv-service-instance-id")
                     .unwrap_or("")
@@ -1416,7 +1461,11 @@ async fn the_configured_service_instance_is_used_when_no_server_carries_one() {
     };
     assert_eq!(instances(1), ["si-conf"]);
     assert_eq!(instances(2), ["si-3"], "a server's own instance wins");
-    assert_eq!(cls.requests_ending_with("/leases/all"), 0);
+    assert_eq!(
+        cls.requests_ending_with("/leases"),
+        0,
+        "/leases/all answered"
+    );
 }
 
 // ============================================================== pipelining
@@ -1465,10 +1514,10 @@ async fn a_groups_sub_requests_do_not_wait_for_other_groups_server_lists() {
     };
     let slow_listing_done = at("/virtual-groups/1/license-servers") + Duration::from_millis(500);
     for g in [2, 3] {
-        assert!(at(&format!("/virtual-groups/{g}/leases")) < slow_listing_done);
+        assert!(at(&format!("/virtual-groups/{g}/leases/all")) < slow_listing_done);
         assert!(at(&format!("/license-servers/s{g}/license-pools")) < slow_listing_done);
     }
-    assert!(at("/virtual-groups/1/leases") >= slow_listing_done);
+    assert!(at("/virtual-groups/1/leases/all") >= slow_listing_done);
 }
 
 /// Index in arrival order of the first request whose path ends with
@@ -1512,7 +1561,7 @@ async fn sub_requests_start_as_soon_as_their_page_arrives() {
     );
     let last_server_page = arrival_index(&requests, "/virtual-groups/1/license-servers", "2");
     let s1_pools = arrival_index(&requests, "/license-servers/s1/license-pools", "*");
-    let first_leases = arrival_index(&requests, "/virtual-groups/1/leases", "*");
+    let first_leases = arrival_index(&requests, "/virtual-groups/1/leases/all", "*");
     assert!(
         s1_pools < last_server_page && first_leases < last_server_page,
         "s1's pools and si-1's leases asked for before the last page of servers: {:#?}",

@@ -84,7 +84,7 @@ impl Part {
         match self {
             Part::Servers => "/virtual-groups/2/license-servers".to_owned(),
             Part::Pools => format!("/virtual-groups/2/license-servers/{S2}/license-pools"),
-            Part::Leases => "/virtual-groups/2/leases".to_owned(),
+            Part::Leases => "/virtual-groups/2/leases/all".to_owned(),
         }
     }
 
@@ -1170,7 +1170,7 @@ async fn extreme_numbers_are_exported_in_the_exposition_spelling() {
     let org: Value = serde_json::from_str(
         &json!({ "org": ORG, "virtualGroups": [ {
             "id": 1, "name": "g",
-            "entitlements": [ { "id": "e", "entitlementProductKeys": [ { "entitlementFeatures": [
+            "entitlements": [ { "emsEntitlementId": "e", "entitlementProductKeys": [ { "emsProductKeyId": "k", "entitlementFeatures": [
                 feature("inf", json!(1e308), json!(-1e308), json!("NaN")),
                 feature("inf", json!(1e308), json!(-1e308), json!("Infinity")),
                 feature("neg", json!(-5), json!("1e999"), json!("-0")),
@@ -1201,7 +1201,7 @@ async fn extreme_numbers_are_exported_in_the_exposition_spelling() {
     assert_eq!(up(&now), 1.0);
     let line = |name: &str, feature: &str| -> String {
         let prefix = format!(
-            "{name}{{org_name=\"{ORG}\",virtual_group_id=\"1\",virtual_group_name=\"g\",feature_name=\"{feature}\",feature_version=\"1\",product_name=\"P\",license_type=\"T\"}} "
+            "{name}{{org_name=\"{ORG}\",virtual_group_id=\"1\",virtual_group_name=\"g\",ems_entitlement_id=\"e\",ems_product_key_id=\"k\",feature_name=\"{feature}\",feature_version=\"1\",product_name=\"P\",license_type=\"T\"}} "
         );
         let found = now
             .lines()
@@ -1228,7 +1228,7 @@ async fn extreme_numbers_are_exported_in_the_exposition_spelling() {
     ] {
         assert_eq!(line(name, feature), want, "{name} {feature}");
     }
-    let dated = [("feature_name", "dated"), ("entitlement_id", "e")];
+    let dated = [("feature_name", "dated"), ("ems_entitlement_id", "e")];
     assert_eq!(
         one(
             &now,
@@ -1312,7 +1312,7 @@ async fn hostile_strings_reach_every_label_escaped() {
     let instance = "si \"#}\u{202E}漢";
     let org = json!({ "org": org_name, "virtualGroups": [
         { "id": g_id, "name": long("group"),
-          "entitlements": [ { "id": short("ent"), "entitlementProductKeys": [ { "entitlementFeatures": [ {
+          "entitlements": [ { "emsEntitlementId": short("ent"), "entitlementProductKeys": [ { "emsProductKeyId": long("pk"), "entitlementFeatures": [ {
               "featureName": long("feature"), "featureVersion": " \t\n ", "productName": short("product"),
               "licenseType": format!("  {}  ", short("type")), "totalQuantity": 3,
               "startDate": "2025-01-01" } ] } ] } ],
@@ -1375,6 +1375,8 @@ async fn hostile_strings_reach_every_label_escaped() {
             .collect()
     };
     let entitlement = with(&[
+        ("ems_entitlement_id", short("ent")),
+        ("ems_product_key_id", long("pk")),
         ("feature_name", long("feature")),
         ("feature_version", "unknown".into()),
         ("product_name", short("product")),
@@ -1384,11 +1386,9 @@ async fn hostile_strings_reach_every_label_escaped() {
         labels_of("nvidia_cls_entitlement_total_quantity", &g_id),
         std::slice::from_ref(&entitlement)
     );
-    let mut dated = entitlement;
-    dated.push(("entitlement_id".into(), short("ent")));
     assert_eq!(
         labels_of("nvidia_cls_entitlement_start_timestamp_seconds", &g_id),
-        [dated]
+        [entitlement]
     );
     let server = [("server_id", s_id.clone()), ("server_name", long("server"))];
     let mut info = with(&server);
@@ -1443,7 +1443,10 @@ async fn hostile_strings_reach_every_label_escaped() {
     );
     told_once(
         &exporter,
-        &["partial refresh", "GET /virtual-groups/2/leases failed: "],
+        &[
+            "partial refresh",
+            "GET /virtual-groups/2/leases/all failed: ",
+        ],
     )
     .await;
 

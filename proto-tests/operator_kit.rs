@@ -108,7 +108,8 @@ async fn real_prometheus_scrapes_every_family_intact() {
     let exporter = Exporter::start(&cls.base_url(), &[("CACHE_TTL", "2s")]);
     let dir = scratch_dir("prometheus");
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: nvidia-cls\n    static_configs:\n      - targets: ['{}']\n",
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: nvidia-cls\n    static_configs:\n      - targets: ['{}']\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml"),
         exporter.addr
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
@@ -144,6 +145,12 @@ async fn real_prometheus_scrapes_every_family_intact() {
                 && !prom_query(prometheus, "nvidia_cls_license_server_info")
                     .await
                     .is_empty()
+                && !prom_query(
+                    prometheus,
+                    "nvidia_cls:entitlement_total_quantity:sum_by_feature",
+                )
+                .await
+                .is_empty()
             {
                 break;
             }
@@ -173,19 +180,33 @@ async fn real_prometheus_scrapes_every_family_intact() {
     assert_eq!(zrh["metric"]["org_name"], "lic-demo");
     assert_eq!(value(&zrh), 8.0);
 
-    let expectations: [(&str, f64); 10] = [
+    let expectations: [(&str, f64); 13] = [
         (r#"nvidia_cls_up"#, 1.0),
         (
-            r#"nvidia_cls_entitlement_total_quantity{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
+            r#"nvidia_cls_entitlement_total_quantity{virtual_group_id="1",ems_product_key_id="EMS-PK-101-A",feature_name="Quadro-Virtual-DWS"}"#,
+            10.0,
+        ),
+        (
+            r#"nvidia_cls_entitlement_total_quantity{virtual_group_id="1",ems_product_key_id="EMS-PK-101-B",feature_name="Quadro-Virtual-DWS"}"#,
+            5.0,
+        ),
+        // The shipped recording rules give the per-feature view: both
+        // product keys summed.
+        (
+            r#"nvidia_cls:entitlement_total_quantity:sum_by_feature{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
             15.0,
         ),
         (
-            r#"nvidia_cls_entitlement_in_use_quantity{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
+            r#"nvidia_cls:entitlement_in_use_quantity:sum_by_feature{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
             4.0,
         ),
         (
-            r#"nvidia_cls_entitlement_unassigned_quantity{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
+            r#"nvidia_cls:entitlement_unassigned_quantity:sum_by_feature{virtual_group_id="1",feature_name="Quadro-Virtual-DWS"}"#,
             6.0,
+        ),
+        (
+            r#"nvidia_cls:entitlement_total_quantity:sum_by_feature{virtual_group_id="1",feature_name="GRID-Virtual-Apps"}"#,
+            10.0,
         ),
         (
             r#"nvidia_cls_license_server_feature_active_leases{server_name="zrh-ls-01",feature_name="Quadro-Virtual-DWS"}"#,
@@ -204,7 +225,7 @@ async fn real_prometheus_scrapes_every_family_intact() {
             3.0,
         ),
         (
-            r#"nvidia_cls_entitlement_end_timestamp_seconds{entitlement_id="ent-101"}"#,
+            r#"nvidia_cls_entitlement_end_timestamp_seconds{ems_product_key_id="EMS-PK-101-A"}"#,
             1_830_211_200.0,
         ),
         (r#"nvidia_cls_unattributed_leases"#, 1.0),

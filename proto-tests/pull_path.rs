@@ -50,24 +50,49 @@ async fn every_go_exporter_series_is_present_with_identical_labels_and_value() {
     let apps = r#"feature_name="GRID-Virtual-Apps",product_name="NVIDIA Virtual Applications",license_type="CONCURRENT_COUNTED_SINGLE""#;
     let vpc = r#"feature_name="GRID-Virtual-PC",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE""#;
     let vcs = r#"feature_name="NVIDIA-vComputeServer",product_name="NVIDIA Virtual Compute Server",license_type="CONCURRENT_COUNTED_SINGLE""#;
+    let dws_ent = r#"feature_name="Quadro-Virtual-DWS",feature_version="5.0",product_name="NVIDIA RTX Virtual Workstation",license_type="CONCURRENT_COUNTED_SINGLE""#;
     let org = r#"org_name="lic-demo""#;
     let expected: Vec<(String, f64)> = vec![
         (format!("nvidia_cls_up{{{org}}}"), 1.0),
         (
             format!(
-                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},feature_name="Quadro-Virtual-DWS",feature_version="5.0",product_name="NVIDIA RTX Virtual Workstation",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
-            ),
-            15.0,
-        ),
-        (
-            format!(
-                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},feature_name="GRID-Virtual-Apps",feature_version="5.0",product_name="NVIDIA Virtual Applications",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
+                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},ems_entitlement_id="EMS-ENT-101",ems_product_key_id="EMS-PK-101-A",{dws_ent}}}"#
             ),
             10.0,
         ),
         (
             format!(
-                r#"nvidia_cls_entitlement_total_quantity{{{org},{tokyo},feature_name="GRID-Virtual-PC",feature_version="4.0",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
+                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},ems_entitlement_id="EMS-ENT-101",ems_product_key_id="EMS-PK-101-B",{dws_ent}}}"#
+            ),
+            5.0,
+        ),
+        (
+            format!(
+                r#"nvidia_cls_entitlement_in_use_quantity{{{org},{zrh},ems_entitlement_id="EMS-ENT-101",ems_product_key_id="EMS-PK-101-B",{dws_ent}}}"#
+            ),
+            1.0,
+        ),
+        (
+            format!(
+                r#"nvidia_cls_entitlement_unassigned_quantity{{{org},{zrh},ems_entitlement_id="EMS-ENT-101",ems_product_key_id="EMS-PK-101-B",{dws_ent}}}"#
+            ),
+            4.0,
+        ),
+        (
+            format!(
+                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},ems_entitlement_id="EMS-ENT-102",ems_product_key_id="EMS-PK-102",feature_name="GRID-Virtual-Apps",feature_version="5.0",product_name="NVIDIA Virtual Applications",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
+            ),
+            10.0,
+        ),
+        (
+            format!(
+                r#"nvidia_cls_entitlement_total_quantity{{{org},{zrh},ems_entitlement_id="unknown",ems_product_key_id="unknown",feature_name="GRID-Virtual-PC",feature_version="5.0",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
+            ),
+            4.0,
+        ),
+        (
+            format!(
+                r#"nvidia_cls_entitlement_total_quantity{{{org},{tokyo},ems_entitlement_id="EMS-ENT-201",ems_product_key_id="EMS-PK-201",feature_name="GRID-Virtual-PC",feature_version="4.0",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE"}}"#
             ),
             20.0,
         ),
@@ -128,6 +153,94 @@ async fn every_go_exporter_series_is_present_with_identical_labels_and_value() {
             "series {series}\nin:\n{text}"
         );
     }
+}
+
+/// The Go collector's own test case (one entitlement, one feature under two
+/// product keys) through the real binary: its six series, exactly, and no
+/// other entitlement series; the snapshot time in whole seconds, as Go
+/// writes it.
+#[tokio::test]
+async fn the_go_collectors_test_case_gives_its_six_series_exactly() {
+    let feature = |key: &str, total: u32, in_use: u32, unassigned: u32| {
+        serde_json::json!({
+            "emsProductKeyId": key,
+            "entitlementFeatures": [ {
+                "featureName": "NVIDIA RTX Virtual Workstation", "featureVersion": "1.0",
+                "productName": "NVIDIA RTX Virtual Workstation", "licenseType": "CONCURRENT",
+                "totalQuantity": total, "inUseQuantity": in_use, "unassignedQuantity": unassigned
+            } ]
+        })
+    };
+    let org = serde_json::json!({
+        "org": "org-1",
+        "virtualGroups": [ {
+            "id": 1, "name": "DEFAULT_VG",
+            "entitlements": [ {
+                "emsEntitlementId": "ent-1",
+                "entitlementProductKeys": [feature("pk-72", 72, 53, 0), feature("pk-128", 128, 0, 72)]
+            } ],
+            "licenseServers": []
+        } ]
+    });
+    let cls = FakeCls::start(org, "test-key").await;
+    let exporter = Exporter::start(&cls.base_url(), &[("NVIDIA_ORG_NAME", "org-1")]);
+    let text = exporter.metrics().await;
+    let labels = |key: &str| {
+        format!(
+            r#"{{org_name="org-1",virtual_group_id="1",virtual_group_name="DEFAULT_VG",ems_entitlement_id="ent-1",ems_product_key_id="{key}",feature_name="NVIDIA RTX Virtual Workstation",feature_version="1.0",product_name="NVIDIA RTX Virtual Workstation",license_type="CONCURRENT"}}"#
+        )
+    };
+    let want = [
+        format!(
+            "nvidia_cls_entitlement_total_quantity{} 128",
+            labels("pk-128")
+        ),
+        format!(
+            "nvidia_cls_entitlement_total_quantity{} 72",
+            labels("pk-72")
+        ),
+        format!(
+            "nvidia_cls_entitlement_in_use_quantity{} 0",
+            labels("pk-128")
+        ),
+        format!(
+            "nvidia_cls_entitlement_in_use_quantity{} 53",
+            labels("pk-72")
+        ),
+        format!(
+            "nvidia_cls_entitlement_unassigned_quantity{} 72",
+            labels("pk-128")
+        ),
+        format!(
+            "nvidia_cls_entitlement_unassigned_quantity{} 0",
+            labels("pk-72")
+        ),
+    ];
+    let got: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            ["total", "in_use", "unassigned"]
+                .iter()
+                .any(|q| l.starts_with(&format!("nvidia_cls_entitlement_{q}_quantity{{")))
+        })
+        .collect();
+    assert_eq!(got, want, "{text}");
+    assert_eq!(
+        value(&text, r#"nvidia_cls_up{org_name="org-1"} "#),
+        Some(1.0)
+    );
+    let stamp = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"nvidia_cls_scrape_timestamp_seconds{org_name="org-1"} "#))
+        .expect("a scrape timestamp");
+    let seconds: u64 = stamp
+        .parse()
+        .expect("whole unix seconds, as Go writes them");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(seconds <= now && now - seconds < 60, "{seconds} vs {now}");
 }
 
 #[tokio::test]
@@ -415,7 +528,7 @@ async fn malformed_answers_never_crash_the_exporter() {
             ),
         ),
         (
-            "/leases",
+            "/leases/all",
             Canned::body(
                 200,
                 r#"{"clients":[{"leases":[{"leaseCount":"NaN"}]}],"compressedClients":"!!!"}"#,

@@ -32,7 +32,9 @@ pub struct Status {
     pub up: bool,
     pub duration_seconds: f64,
     /// Collection time of the served snapshot; with none, the time of the
-    /// latest failed attempt.
+    /// latest failed attempt. Whole unix seconds, as the Go exporter writes
+    /// `nvidia_cls_scrape_timestamp_seconds` (`Time.Unix()`); the OTLP data
+    /// points of the snapshot carry the same time.
     pub timestamp: f64,
     pub last_success: Option<f64>,
     pub successes: u64,
@@ -162,7 +164,7 @@ impl Inner {
         match result {
             Ok(snapshot) => {
                 status.up = true;
-                status.timestamp = snapshot.collected_at;
+                status.timestamp = snapshot.collected_at.floor();
                 status.snapshot = Some(Arc::new(snapshot));
                 status.successes += 1;
                 status.last_success = Some(unix_now());
@@ -173,7 +175,8 @@ impl Inner {
                 status.timestamp = status
                     .snapshot
                     .as_ref()
-                    .map_or(started_wall, |s| s.collected_at);
+                    .map_or(started_wall, |s| s.collected_at)
+                    .floor();
                 status.failures += 1;
                 tracing::warn!(
                     duration_seconds,
@@ -255,6 +258,35 @@ mod tests {
             ),
             script,
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timestamp_is_whole_seconds_as_go_writes_it() {
+        let render: RenderFn = Arc::new(|_| Rendered::new(&[], "o"));
+        let refresh: RefreshFn = Arc::new(|_| {
+            Box::pin(async {
+                Ok(Snapshot {
+                    collected_at: 1_700_000_000.75,
+                    ..Snapshot::default()
+                })
+            })
+        });
+        let cache = Cache::new(
+            refresh,
+            render.clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        assert_eq!(cache.get().await.status.timestamp, 1_700_000_000.0);
+        let failing: RefreshFn = Arc::new(|_| Box::pin(async { Err("boom".to_owned()) }));
+        let cache = Cache::new(
+            failing,
+            render,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        );
+        let t = cache.get().await.status.timestamp;
+        assert!(t > 1_700_000_000.0 && t.fract() == 0.0, "{t}");
     }
 
     #[tokio::test(start_paused = true)]

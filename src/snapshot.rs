@@ -6,11 +6,13 @@
 
 use crate::cls::model::{LeaseClient, ServerFeature};
 use crate::cls::{Endpoint, GroupData, OrgData};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Labels: virtual_group_id, virtual_group_name, feature_name,
-/// feature_version, product_name, license_type.
-pub type EntitlementKey = [String; 6];
+/// Labels: virtual_group_id, virtual_group_name, ems_entitlement_id,
+/// ems_product_key_id, feature_name, feature_version, product_name,
+/// license_type: one row per product key and feature.
+pub type EntitlementKey = [String; 8];
 /// Labels: virtual_group_id, virtual_group_name, server_id, server_name.
 pub type ServerKey = [String; 4];
 /// Labels: server key, status, deployed_on, leasing_mode.
@@ -20,17 +22,34 @@ pub type ServerFeatureKey = [String; 7];
 /// Labels: server key, pool_id, pool_name, feature_name, product_name, license_type.
 pub type PoolFeatureKey = [String; 9];
 
+/// One entitlement row: the quantities of every API row with its label set
+/// summed, their dates merged.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct EntitlementQuantities {
+pub struct EntitlementRow {
     pub total: f64,
     pub in_use: f64,
     pub unassigned: f64,
+    /// The earliest start of the rows; None when no row has a usable one.
+    pub start: Option<f64>,
+    /// The latest end; None when a row never expires (no end date, or one
+    /// in year 9000 or later), which is later than any date.
+    pub end: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct EntitlementDates {
-    pub start: Option<f64>,
-    pub end: Option<f64>,
+impl EntitlementRow {
+    fn merge(&mut self, other: EntitlementRow) {
+        self.total += other.total;
+        self.in_use += other.in_use;
+        self.unassigned += other.unassigned;
+        self.start = match (self.start, other.start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.end = match (self.end, other.end) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -55,9 +74,7 @@ pub struct PoolUse {
 pub struct Snapshot {
     /// Unix seconds at which the refresh that built this snapshot started.
     pub collected_at: f64,
-    pub entitlements: BTreeMap<EntitlementKey, EntitlementQuantities>,
-    /// Keyed by the entitlement labels plus entitlement_id.
-    pub entitlement_dates: BTreeMap<[String; 7], EntitlementDates>,
+    pub entitlements: BTreeMap<EntitlementKey, EntitlementRow>,
     pub servers: BTreeMap<ServerInfoKey, ()>,
     pub server_features: BTreeMap<ServerFeatureKey, FeatureUse>,
     pub server_leases: BTreeMap<ServerKey, f64>,
@@ -105,30 +122,30 @@ impl Snapshot {
     fn add_entitlements(&mut self, data: &GroupData) {
         let group = &data.group;
         for entitlement in &group.entitlements {
-            let entitlement_id =
-                non_blank(&entitlement.id).unwrap_or(&entitlement.ems_entitlement_id);
             for key in &entitlement.entitlement_product_keys {
                 for feature in &key.entitlement_features {
                     let labels: EntitlementKey = [
                         label(&group.id),
                         label(&group.name),
+                        label(&entitlement.ems_entitlement_id),
+                        label(&key.ems_product_key_id),
                         label(&feature.feature_name),
                         label(&feature.feature_version),
                         label(&feature.product_name),
                         label(&feature.license_type),
                     ];
-                    let q = self.entitlements.entry(labels.clone()).or_default();
-                    q.total += feature.total_quantity;
-                    q.in_use += feature.in_use_quantity;
-                    q.unassigned += feature.unassigned_quantity;
-
-                    let start = parse_date(&feature.start_date);
-                    let end = parse_date(&feature.end_date).filter(|t| *t < FAR_FUTURE);
-                    if start.is_some() || end.is_some() {
-                        let [a, b, c, d, e, f] = labels;
-                        self.entitlement_dates
-                            .entry([a, b, c, d, e, f, label(entitlement_id)])
-                            .or_insert(EntitlementDates { start, end });
+                    let row = EntitlementRow {
+                        total: feature.total_quantity,
+                        in_use: feature.in_use_quantity,
+                        unassigned: feature.unassigned_quantity,
+                        start: parse_date(&feature.start_date),
+                        end: parse_date(&feature.end_date).filter(|t| *t < FAR_FUTURE),
+                    };
+                    match self.entitlements.entry(labels) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(row);
+                        }
+                        Entry::Occupied(mut slot) => slot.get_mut().merge(row),
                     }
                 }
             }
@@ -582,36 +599,123 @@ mod tests {
         );
     }
 
-    #[test]
-    fn duplicate_entitlements_are_summed() {
-        let feature = |total| EntitlementFeature {
+    fn entitlement(ems: &str, keys: Vec<ProductKey>) -> Entitlement {
+        Entitlement {
+            ems_entitlement_id: ems.into(),
+            entitlement_product_keys: keys,
+            ..Entitlement::default()
+        }
+    }
+
+    fn product_key(ems: &str, features: Vec<EntitlementFeature>) -> ProductKey {
+        ProductKey {
+            ems_product_key_id: ems.into(),
+            entitlement_features: features,
+        }
+    }
+
+    fn feature(total: f64, start: &str, end: &str) -> EntitlementFeature {
+        EntitlementFeature {
             feature_name: "A".into(),
             feature_version: "1".into(),
             total_quantity: total,
+            in_use_quantity: 1.0,
+            unassigned_quantity: 0.5,
+            start_date: start.into(),
+            end_date: end.into(),
             ..EntitlementFeature::default()
-        };
+        }
+    }
+
+    fn entitlements_of(entitlements: Vec<Entitlement>) -> Vec<(Vec<String>, EntitlementRow)> {
         let mut data = group("1", vec![], vec![]);
-        data.group.entitlements = vec![
-            Entitlement {
-                id: "e1".into(),
-                entitlement_product_keys: vec![ProductKey {
-                    entitlement_features: vec![feature(2.0)],
-                }],
-                ..Entitlement::default()
-            },
-            Entitlement {
-                ems_entitlement_id: "e2".into(),
-                entitlement_product_keys: vec![ProductKey {
-                    entitlement_features: vec![feature(3.5)],
-                }],
-                ..Entitlement::default()
-            },
-        ];
-        let snap = Snapshot::build(&OrgData { groups: vec![data] }, 0.0);
-        assert_eq!(snap.entitlements.len(), 1);
+        data.group.entitlements = entitlements;
+        Snapshot::build(&OrgData { groups: vec![data] }, 0.0)
+            .entitlements
+            .into_iter()
+            .map(|(k, row)| (k[2..4].to_vec(), row))
+            .collect()
+    }
+
+    #[test]
+    fn one_feature_under_two_product_keys_is_two_rows() {
+        let rows = entitlements_of(vec![entitlement(
+            "ent-1",
+            vec![
+                product_key("pk-72", vec![feature(72.0, "2025-01-01", "2026-01-01")]),
+                product_key("pk-128", vec![feature(128.0, "2025-06-01", "")]),
+            ],
+        )]);
+        let ids: Vec<_> = rows
+            .iter()
+            .map(|(ids, row)| (ids.join("/"), row.total))
+            .collect();
         assert_eq!(
-            snap.entitlements.values().next().map(|q| q.total),
-            Some(5.5)
+            ids,
+            [
+                ("ent-1/pk-128".to_owned(), 128.0),
+                ("ent-1/pk-72".to_owned(), 72.0)
+            ]
         );
+        assert_eq!(rows[0].1.end, None, "an empty end date never expires");
+        assert_eq!(rows[1].1.end, parse_date("2026-01-01"));
+    }
+
+    #[test]
+    fn rows_sharing_every_label_are_summed_and_their_dates_merged() {
+        let rows = entitlements_of(vec![entitlement(
+            "ent-1",
+            vec![product_key(
+                "pk-1",
+                vec![
+                    feature(2.0, "2025-06-01", "2027-01-01"),
+                    feature(3.5, "2025-01-01", "2026-01-01"),
+                    feature(1.0, "not a date", "2026-06-01"),
+                ],
+            )],
+        )]);
+        assert_eq!(
+            rows,
+            [(
+                vec!["ent-1".to_owned(), "pk-1".to_owned()],
+                EntitlementRow {
+                    total: 6.5,
+                    in_use: 3.0,
+                    unassigned: 1.5,
+                    start: parse_date("2025-01-01"),
+                    end: parse_date("2027-01-01"),
+                }
+            )]
+        );
+        // A row that never expires makes the merged row never expire.
+        let rows = entitlements_of(vec![entitlement(
+            "ent-1",
+            vec![product_key(
+                "pk-1",
+                vec![
+                    feature(1.0, "", "2027-01-01"),
+                    feature(1.0, "", "9999-12-31"),
+                ],
+            )],
+        )]);
+        assert_eq!((rows[0].1.start, rows[0].1.end), (None, None));
+    }
+
+    #[test]
+    fn missing_ems_ids_are_unknown() {
+        let rows = entitlements_of(vec![
+            entitlement("", vec![product_key(" ", vec![feature(1.0, "", "")])]),
+            Entitlement {
+                id: "not-an-ems-id".into(),
+                entitlement_product_keys: vec![ProductKey {
+                    entitlement_features: vec![feature(2.0, "", "")],
+                    ..ProductKey::default()
+                }],
+                ..Entitlement::default()
+            },
+        ]);
+        assert_eq!(rows.len(), 1, "both rows map to one label set");
+        assert_eq!(rows[0].0, ["unknown", "unknown"]);
+        assert_eq!(rows[0].1.total, 3.0);
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::cache::{unix_now, Published};
 use crate::snapshot::Snapshot;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub fn render(published: &Published, org: &str, metrics_path: &str) -> String {
@@ -138,46 +139,51 @@ fn features_section(page: &mut String, snapshot: &Snapshot) {
     page.push_str("</table>\n");
 }
 
+/// One feature's line: the quantity of its product keys summed, and each
+/// key's (entitlement id, product key id, end date).
+type FeatureLine<'a> = (f64, Vec<(&'a str, &'a str, Option<f64>)>);
+
 fn entitlements_section(page: &mut String, snapshot: &Snapshot, now: f64) {
     page.push_str(
         "<h2>Entitlements</h2>\n<table class=\"entitlements\">\n<tr><th>Virtual group</th><th>Feature</th>\
          <th>Version</th><th>Product</th><th class=\"num\">Quantity</th><th>Ends</th></tr>\n",
     );
-    if snapshot.entitlement_dates.is_empty() && snapshot.entitlements.is_empty() {
+    if snapshot.entitlements.is_empty() {
         page.push_str("<tr><td colspan=\"6\" class=\"empty\">no entitlements</td></tr>\n");
     }
-    for (key, q) in &snapshot.entitlements {
-        let [group_id, group, feature, version, product, license_type] = key;
-        let dated: Vec<_> = snapshot
-            .entitlement_dates
+    // One line per feature, summed over its product keys (a renewal or an
+    // added key is a row of its own in the metrics); the end date of each
+    // key is listed with its ids.
+    let mut features: BTreeMap<[&str; 6], FeatureLine> = BTreeMap::new();
+    for (key, row) in &snapshot.entitlements {
+        let [group_id, group, entitlement, product_key, feature, version, product, license_type] =
+            key;
+        let line = features
+            .entry([group_id, group, feature, version, product, license_type].map(String::as_str))
+            .or_default();
+        line.0 += row.total;
+        line.1.push((entitlement, product_key, row.end));
+    }
+    for ([_, group, feature, version, product, _], (total, keys)) in features {
+        let ends = keys
             .iter()
-            .filter(|(k, _)| {
-                k[..6]
-                    == [group_id, group, feature, version, product, license_type]
-                        .map(String::as_str)
-            })
-            .collect();
-        let ends = if dated.is_empty() {
-            "—".to_owned()
-        } else {
-            dated
-                .iter()
-                .map(|(k, d)| match d.end {
+            .map(|(entitlement, product_key, end)| {
+                let ids = escape(&format!("{entitlement} / {product_key}"));
+                match end {
                     Some(end) => {
                         let days = ((end - now) / 86_400.0).floor();
                         let class = if days < 30.0 { " class=\"soon\"" } else { "" };
                         format!(
-                            "<span{class}>{} ({} days)</span> {}",
-                            format_date(end),
+                            "<span{class}>{} ({} days)</span> {ids}",
+                            format_date(*end),
                             days,
-                            escape(&k[6])
                         )
                     }
-                    None => format!("never {}", escape(&k[6])),
-                })
-                .collect::<Vec<_>>()
-                .join("<br>")
-        };
+                    None => format!("never {ids}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("<br>");
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
@@ -185,7 +191,7 @@ fn entitlements_section(page: &mut String, snapshot: &Snapshot, now: f64) {
             escape(feature),
             escape(version),
             escape(product),
-            number(q.total),
+            number(total),
             ends
         );
     }
@@ -267,6 +273,49 @@ mod tests {
         assert_eq!(
             format_time(1_735_689_600.0 + 3661.5),
             "2025-01-01 01:01:01 UTC"
+        );
+    }
+
+    #[test]
+    fn entitlements_are_one_line_per_feature_with_each_product_keys_end() {
+        use crate::snapshot::EntitlementRow;
+        let key = |pk: &str| -> crate::snapshot::EntitlementKey {
+            [
+                "1",
+                "g",
+                "ent-1",
+                pk,
+                "vWS",
+                "1.0",
+                "RTX <vWS>",
+                "CONCURRENT",
+            ]
+            .map(str::to_owned)
+        };
+        let end = days_from_civil(2026, 12, 12).unwrap() as f64 * 86_400.0;
+        let mut snapshot = Snapshot::default();
+        snapshot.entitlements.insert(
+            key("pk-72"),
+            EntitlementRow {
+                total: 72.0,
+                end: Some(end),
+                ..EntitlementRow::default()
+            },
+        );
+        snapshot.entitlements.insert(
+            key("pk-128"),
+            EntitlementRow {
+                total: 128.0,
+                ..EntitlementRow::default()
+            },
+        );
+        let mut page = String::new();
+        entitlements_section(&mut page, &snapshot, end - 10.0 * 86_400.0);
+        let rows: Vec<&str> = page.lines().filter(|l| l.starts_with("<tr><td>")).collect();
+        assert_eq!(
+            rows,
+            ["<tr><td>g</td><td>vWS</td><td>1.0</td><td>RTX &lt;vWS&gt;</td><td class=\"num\">200</td>\
+              <td>never ent-1 / pk-128<br><span class=\"soon\">2026-12-12 (10 days)</span> ent-1 / pk-72</td></tr>"]
         );
     }
 

@@ -178,6 +178,7 @@ fn org_of(strings: &[String]) -> OrgData {
             id: s(),
             ems_entitlement_id: s(),
             entitlement_product_keys: vec![ProductKey {
+                ems_product_key_id: s(),
                 entitlement_features: vec![EntitlementFeature {
                     feature_name: s(),
                     feature_version: s(),

@@ -328,9 +328,10 @@ impl ClsClient {
         data
     }
 
-    /// Active leases of one service instance, from `/leases`, or from
-    /// `/leases/all` where `/leases` answers 404; the path that worked is
-    /// remembered for the next refresh.
+    /// Active leases of one service instance, from `/leases/all` (what CLS
+    /// serves today), or from `/leases` where `/leases/all` answers 404 (older
+    /// deployments); the path that worked is remembered for the next
+    /// refresh, and a remembered path is asked alone.
     async fn leases(
         &self,
         group_path: &str,
@@ -338,10 +339,10 @@ impl ClsClient {
         deadline: Instant,
     ) -> Result<Vec<LeaseClient>, ClsError> {
         let remembered = self.inner.leases_path.load(Ordering::Relaxed);
-        let order = if remembered == LEASES_ALL {
-            [LEASES_ALL, LEASES_PLAIN]
-        } else {
+        let order = if remembered == LEASES_PLAIN {
             [LEASES_PLAIN, LEASES_ALL]
+        } else {
+            [LEASES_ALL, LEASES_PLAIN]
         };
         let mut last_error = None;
         for mode in order {
@@ -718,16 +719,18 @@ impl Page for LicensePoolsPage {
 
 impl Page for LeasesPage {
     type Item = LeaseClient;
-    /// `compressedClients` is inflated here. A broken one fails the answer:
+    /// `compressedClients`, when it is a non-empty string, is inflated here
+    /// and replaces `clients` (the Go exporter's rule): an answer that
+    /// carries both holds the same clients twice, and counting both would
+    /// count leases without ids twice. A broken one fails the answer:
     /// publishing the instance's leases as none would be wrong, so it
     /// becomes a partial failure like any other failed lease call.
     fn into_parts(self) -> Result<(Vec<LeaseClient>, Option<serde_json::Value>), String> {
-        let mut clients = self.clients;
-        if !self.compressed_clients.trim().is_empty() {
-            let mut more = inflate_clients(&self.compressed_clients)
-                .map_err(|e| format!("compressedClients could not be read: {e}"))?;
-            clients.append(&mut more);
+        if self.compressed_clients.trim().is_empty() {
+            return Ok((self.clients, self.pagination_info));
         }
+        let clients = inflate_clients(&self.compressed_clients)
+            .map_err(|e| format!("compressedClients could not be read: {e}"))?;
         Ok((clients, self.pagination_info))
     }
     fn key(item: &LeaseClient) -> String {
@@ -1125,6 +1128,29 @@ mod tests {
         assert!(inflate_clients("bm90IGd6aXA=")
             .unwrap_err()
             .starts_with("not valid gzip"));
+    }
+
+    #[test]
+    fn compressed_clients_replace_plain_clients() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"clients":[{"leases":[{"featureName":"A"}]}]}"#)
+            .unwrap();
+        let encoded = encode_base64(&gz.finish().unwrap());
+        let body = format!(
+            r#"{{"clients":[{{"leases":[{{"featureName":"A"}}]}}],"compressedClients":"{encoded}"}}"#
+        );
+        let (clients, _) =
+            decode_page::<LeasesPage>(Endpoint::Leases, "/l", body.as_bytes()).unwrap();
+        assert_eq!(clients.len(), 1, "the same client, once");
+        // Blank: `clients` is what the answer holds.
+        let (clients, _) = decode_page::<LeasesPage>(
+            Endpoint::Leases,
+            "/l",
+            br#"{"clients":[{"leases":[]},{"leases":[]}],"compressedClients":" "}"#,
+        )
+        .unwrap();
+        assert_eq!(clients.len(), 2);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Entitlement {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ProductKey {
+    #[serde(deserialize_with = "text")]
+    pub ems_product_key_id: String,
     #[serde(deserialize_with = "objects")]
     pub entitlement_features: Vec<EntitlementFeature>,
 }

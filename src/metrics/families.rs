@@ -75,19 +75,12 @@ pub struct Family {
 const ENTITLEMENT: &[&str] = &[
     "virtual_group_id",
     "virtual_group_name",
+    "ems_entitlement_id",
+    "ems_product_key_id",
     "feature_name",
     "feature_version",
     "product_name",
     "license_type",
-];
-const ENTITLEMENT_DATED: &[&str] = &[
-    "virtual_group_id",
-    "virtual_group_name",
-    "feature_name",
-    "feature_version",
-    "product_name",
-    "license_type",
-    "entitlement_id",
 ];
 const SERVER: &[&str] = &[
     "virtual_group_id",
@@ -138,7 +131,7 @@ macro_rules! desc {
     };
 }
 
-// The Go exporter's seven families: same names, labels and meaning.
+// The Go exporter's nine families: same names, labels and meaning.
 desc!(
     UP,
     "nvidia_cls_up",
@@ -195,14 +188,13 @@ desc!(
     SERVER_FEATURE,
     "Active lease count by server feature from CLS active-lease data."
 );
-// Beyond the Go exporter.
 desc!(
     ENTITLEMENT_IN_USE,
     "nvidia_cls_entitlement_in_use_quantity",
     Gauge,
     Licenses,
     ENTITLEMENT,
-    "Entitlement quantity in use by virtual group and feature."
+    "Entitlement quantity in use by virtual group, product key and feature."
 );
 desc!(
     ENTITLEMENT_UNASSIGNED,
@@ -212,21 +204,22 @@ desc!(
     ENTITLEMENT,
     "Entitlement quantity not assigned to any license server."
 );
+// Beyond the Go exporter.
 desc!(
     ENTITLEMENT_START,
     "nvidia_cls_entitlement_start_timestamp_seconds",
     Gauge,
     Seconds,
-    ENTITLEMENT_DATED,
-    "Unix time at which the entitlement starts."
+    ENTITLEMENT,
+    "Unix time at which the entitlement starts (the earliest start of the rows with these labels)."
 );
 desc!(
     ENTITLEMENT_END,
     "nvidia_cls_entitlement_end_timestamp_seconds",
     Gauge,
     Seconds,
-    ENTITLEMENT_DATED,
-    "Unix time at which the entitlement ends (absent when it never expires)."
+    ENTITLEMENT,
+    "Unix time at which the entitlement ends (the latest end of the rows with these labels; absent when it never expires)."
 );
 desc!(
     SERVER_ACTIVE,
@@ -481,8 +474,8 @@ pub fn refresh_families(state: &RefreshState) -> Vec<Family> {
             rows(&ENTITLEMENT_UNASSIGNED, &s.entitlements, |q| {
                 Some(q.unassigned)
             }),
-            rows(&ENTITLEMENT_START, &s.entitlement_dates, |d| d.start),
-            rows(&ENTITLEMENT_END, &s.entitlement_dates, |d| d.end),
+            rows(&ENTITLEMENT_START, &s.entitlements, |e| e.start),
+            rows(&ENTITLEMENT_END, &s.entitlements, |e| e.end),
             rows(&SERVER_ACTIVE, &s.server_leases, |n| Some(*n)),
             rows(&POOL_ALLOTMENT, &s.pool_features, |p| Some(p.allotment)),
             rows(&POOL_IN_USE, &s.pool_features, |p| Some(p.in_use)),
@@ -709,6 +702,50 @@ mod tests {
             "nvidia_cls_up",
         ] {
             assert!(used.contains(needed), "dashboard shows {needed}");
+        }
+    }
+
+    /// The ems labels split a feature into one series per product key: a
+    /// panel or rule that means "per feature" must sum over them.
+    #[test]
+    fn per_feature_entitlement_views_sum_over_product_keys() {
+        let quantities = [
+            &ENTITLEMENT_TOTAL,
+            &ENTITLEMENT_IN_USE,
+            &ENTITLEMENT_UNASSIGNED,
+        ];
+        for desc in quantities {
+            assert!(desc.labels.contains(&"ems_product_key_id"));
+        }
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../deploy/grafana/dashboard.json")).unwrap();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                if !quantities.iter().any(|d| expr.contains(d.name)) {
+                    continue;
+                }
+                let by = expr
+                    .strip_prefix("sum by (")
+                    .and_then(|rest| rest.split_once(')'))
+                    .map(|(by, _)| by);
+                assert!(
+                    by.is_some_and(|by| !by.contains("ems_")),
+                    "{}: {expr} must sum over the product keys",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "the dashboard shows entitlements per feature");
+        let rules = include_str!("../../deploy/prometheus/alerts.yml");
+        for desc in quantities {
+            let rule = format!(
+                "expr: sum without (ems_entitlement_id, ems_product_key_id) ({})",
+                desc.name
+            );
+            assert!(rules.contains(&rule), "alerts.yml records {}", desc.name);
         }
     }
 

@@ -5,9 +5,7 @@
 
 use nvidia_license_server_exporter::cls::ApiStats;
 use nvidia_license_server_exporter::metrics::families::{refresh_families, Family, RefreshState};
-use nvidia_license_server_exporter::snapshot::{
-    EntitlementDates, EntitlementQuantities, FeatureUse, PoolUse, Snapshot,
-};
+use nvidia_license_server_exporter::snapshot::{EntitlementRow, FeatureUse, PoolUse, Snapshot};
 use prometheus_client::metrics::family::Family as PcFamily;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
 use std::sync::atomic::AtomicU64;
@@ -101,27 +99,22 @@ pub fn snapshot(units: usize) -> Snapshot {
         let product = format!("{feature} (contract C-{i:05})");
         let license_type = rng.pick(LICENSE_TYPES);
 
-        let entitlement = [
-            group_id.clone(),
-            group_name.clone(),
-            feature.to_owned(),
-            version.clone(),
-            product.clone(),
-            license_type.to_owned(),
-        ];
+        let start = 1_735_689_600.0 + rng.below(31_536_000) as f64;
         snap.entitlements.insert(
-            entitlement.clone(),
-            EntitlementQuantities {
+            [
+                group_id.clone(),
+                group_name.clone(),
+                (9_000_000 + i).to_string(),
+                (7_000_000 + i).to_string(),
+                feature.to_owned(),
+                version.clone(),
+                product.clone(),
+                license_type.to_owned(),
+            ],
+            EntitlementRow {
                 total: quantity(&mut rng),
                 in_use: quantity(&mut rng),
                 unassigned: quantity(&mut rng),
-            },
-        );
-        let [a, b, c, d, e, f] = entitlement;
-        let start = 1_735_689_600.0 + rng.below(31_536_000) as f64;
-        snap.entitlement_dates.insert(
-            [a, b, c, d, e, f, (9_000_000 + i).to_string()],
-            EntitlementDates {
                 start: Some(start),
                 end: Some(start + 94_608_000.0),
             },
