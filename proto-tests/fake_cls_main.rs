@@ -4,6 +4,11 @@
 //!     [--latency-ms N] [--generate GROUPS,SERVERS,LEASES] [--org NAME]
 //!     [--page-base 0|1] [--max-page-size N] [--compressed-leases]
 //!     [--leases-all-only] [--leases-plain-only]
+//!
+//! Leases are served at `/leases/all` (what CLS serves today) and at
+//! `/leases`. `--leases-plain-only` plays an older deployment that serves
+//! `/leases` alone (`/leases/all` answers 404); `--leases-all-only` one
+//! where `/leases` answers 404.
 
 #[path = "support/fake_cls.rs"]
 mod fake_cls;

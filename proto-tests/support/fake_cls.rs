@@ -337,7 +337,7 @@ impl FakeCls {
         self.inner.lock().leases_all_only = on;
     }
 
-    /// `/leases/all` answers 404.
+    /// `/leases/all` answers 404: an older deployment that serves `/leases` alone.
     pub fn set_leases_plain_only(&self, on: bool) {
         self.inner.lock().leases_plain_only = on;
     }
