@@ -6,12 +6,13 @@
 //! The refresh runs in its own task, bounded by SCRAPE_TIMEOUT, so a scrape
 //! that disconnects cannot cancel the refresh others wait for.
 
+use crate::clock::unix_now;
 use crate::metrics::exposition::Rendered;
 use crate::snapshot::Snapshot;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -201,12 +202,6 @@ impl Inner {
         }
         let _ = done.send(true);
     }
-}
-
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

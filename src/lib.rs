@@ -18,17 +18,24 @@
 
 #![forbid(unsafe_code)]
 
-pub mod base64;
+pub use app::main;
+
+mod app;
 pub mod cache;
+mod cause;
+mod clock;
 pub mod cls;
 pub mod config;
 pub mod duration;
+mod encoding;
 pub mod healthcheck;
 pub mod metrics;
 pub mod otlp;
+mod retry;
 pub mod sendfile;
 pub mod server;
 pub mod snapshot;
 pub mod stall_guard;
 pub mod status_page;
+mod tls;
 pub mod web_config;

@@ -337,7 +337,7 @@ pub fn parse_date(text: &str) -> Option<f64> {
             .all(|b| b.is_ascii_digit())
             .then(|| part.parse().ok())?
     };
-    let days = days_from_civil(num(0..4)?, num(5..7)? as u32, num(8..10)? as u32)?;
+    let days = crate::clock::days_from_civil(num(0..4)?, num(5..7)? as u32, num(8..10)? as u32)?;
     let mut seconds = (days * 86_400) as f64;
     if bytes.len() == 10 {
         return Some(seconds);
@@ -381,36 +381,6 @@ pub fn parse_date(text: &str) -> Option<f64> {
         }
     };
     Some(seconds - offset as f64)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm); None for an impossible date.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day == 0 || day > month_days[month as usize - 1] {
-        return None;
-    }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
 }
 
 #[cfg(test)]

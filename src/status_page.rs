@@ -3,7 +3,8 @@
 //! use per server feature as bars, and entitlement expiry dates. Reads the
 //! published snapshot only: opening the page never calls CLS.
 
-use crate::cache::{unix_now, Published};
+use crate::cache::Published;
+use crate::clock::{format_date, format_time, unix_now};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -219,62 +220,10 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Unix seconds → `YYYY-MM-DD` (UTC).
-fn format_date(unix: f64) -> String {
-    let (y, m, d) = civil_from_days((unix / 86_400.0).floor() as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC`.
-fn format_time(unix: f64) -> String {
-    let secs = unix.floor() as i64;
-    let day_secs = secs.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        format_date(unix),
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
-}
-
-/// Inverse of `snapshot::days_from_civil` (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::days_from_civil;
-
-    #[test]
-    fn dates_round_trip_through_the_civil_calendar() {
-        for (y, m, d) in [
-            (1970, 1, 1),
-            (2000, 2, 29),
-            (2027, 12, 31),
-            (2100, 3, 1),
-            (1969, 12, 31),
-        ] {
-            assert_eq!(
-                civil_from_days(days_from_civil(y, m, d).unwrap()),
-                (y, m, d)
-            );
-        }
-        assert_eq!(
-            format_time(1_735_689_600.0 + 3661.5),
-            "2025-01-01 01:01:01 UTC"
-        );
-    }
+    use crate::clock::days_from_civil;
 
     #[test]
     fn entitlements_are_one_line_per_feature_with_each_product_keys_end() {

@@ -16,10 +16,9 @@
 //! Relative paths are relative to the file's directory, as in the toolkit.
 //! Unknown keys are errors, so a typo does not silently leave the listener open.
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use crate::tls;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -116,15 +115,11 @@ fn tls_config(value: &Yaml, base: &Path) -> Result<Option<Arc<rustls::ServerConf
     }
     let cert_file = cert_file.ok_or("tls_server_config.cert_file is required")?;
     let key_file = key_file.ok_or("tls_server_config.key_file is required")?;
-    let certs = read_certs(&cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|e| {
-        format!(
-            "tls_server_config.key_file {}: no usable private key ({e:?})",
-            key_file.display()
-        )
-    })?;
+    let certs = tls::read_certificates("tls_server_config.cert_file", &cert_file)?;
+    let key_name = "tls_server_config.key_file";
+    let key = tls::private_key(key_name, &key_file, &tls::read_file(key_name, &key_file)?)?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| format!("TLS versions: {e}"))?;
@@ -133,7 +128,7 @@ fn tls_config(value: &Yaml, base: &Path) -> Result<Option<Arc<rustls::ServerConf
             format!("client_auth_type {client_auth} needs tls_server_config.client_ca_file")
         })?;
         let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(path)? {
+        for cert in tls::read_certificates("tls_server_config.client_ca_file", path)? {
             roots
                 .add(cert)
                 .map_err(|e| format!("client_ca_file {}: {e}", path.display()))?;
@@ -163,17 +158,6 @@ fn tls_config(value: &Yaml, base: &Path) -> Result<Option<Arc<rustls::ServerConf
 }
 
 static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-
-fn read_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot be read ({e:?})", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not valid PEM ({e:?})", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: holds no PEM certificate", path.display()));
-    }
-    Ok(certs)
-}
 
 fn basic_auth(value: &Yaml) -> Result<Option<Arc<BasicAuth>>, String> {
     let map = match value {
@@ -284,7 +268,7 @@ fn credentials(header: &[u8]) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = String::from_utf8(crate::base64::decode(encoded.trim())?).ok()?;
+    let decoded = String::from_utf8(crate::encoding::decode_base64(encoded.trim())?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }

@@ -1,13 +1,27 @@
-//! The CLS API client: knows JSON and HTTP, nothing about Prometheus or OTLP.
+//! The CLS API client: knows JSON and HTTP, nothing about Prometheus, OTLP
+//! or the snapshot built from what it reads.
+//!
+//! - `client`: settings, connection pool, shared limits;
+//! - `walk`: the org walk (groups → servers → pools and leases);
+//! - `paging`: every page of a listing, and the guards;
+//! - `request`: one GET with retries, caps and timeouts;
+//! - `decode`: an answer's body → items (pure);
+//! - `segment`: ids as path segments;
+//! - `model`: the tolerant serde types; `error`: typed errors;
+//!   `stats`: request and guard counters; `proxy`: HTTPS_PROXY tunnels.
 
-pub mod client;
+pub(crate) mod client;
+pub mod decode;
 pub mod error;
 pub mod model;
-pub mod proxy;
+pub(crate) mod paging;
+pub(crate) mod proxy;
+pub(crate) mod request;
+pub(crate) mod segment;
 pub mod stats;
+pub mod walk;
 
-#[cfg(test)]
-pub use client::ServerData;
-pub use client::{ClientSettings, ClsClient, GroupData, OrgData};
+pub(crate) use client::{ClientSettings, ClsClient};
 pub use error::Endpoint;
 pub use stats::ApiStats;
+pub use walk::{GroupData, OrgData, ServerData};

@@ -58,7 +58,7 @@ impl Service<Uri> for ProxyConnector {
                 let mut tunnel = Tunnel::new(intercept.uri().clone(), http);
                 Box::pin(async move {
                     tunnel.call(dst).await.map_err(|e| {
-                        format!("proxy CONNECT failed: {}", super::client::error_chain(&e)).into()
+                        format!("proxy CONNECT failed: {}", crate::cause::chain(&e)).into()
                     })
                 })
             }

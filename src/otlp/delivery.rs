@@ -4,6 +4,7 @@
 //! newer batch is waiting (its data replaces this one's).
 
 use super::transport::{Accepted, Failure, Transport};
+use crate::retry::{Backoff, Jitter};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use std::future::Future;
 use std::time::Duration;
@@ -52,45 +53,16 @@ pub enum Outcome {
     },
 }
 
-/// Exponential backoff with "equal jitter": each wait is between half and
-/// all of the current step, so exporters restarted together spread out.
-pub struct Backoff {
-    step: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    pub fn new(seed: u64) -> Backoff {
-        Backoff {
-            step: INITIAL_BACKOFF,
-            // xorshift must not start at 0.
-            rng: seed | 1,
-        }
-    }
-
-    pub fn next_wait(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (step * 2).min(MAX_BACKOFF);
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let half = step / 2;
-        let jitter_nanos = self.rng % (half.as_nanos() as u64 + 1);
-        half + Duration::from_nanos(jitter_nanos)
-    }
-}
-
-/// A seed that differs between processes and calls; not for cryptography.
-pub fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
+/// The backoff between attempts: "equal jitter" (each wait between half
+/// and all of the current step), so exporters restarted together spread
+/// out without ever retrying much sooner than the step.
+pub(crate) fn backoff() -> Backoff {
+    Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF, Jitter::Equal)
 }
 
 /// Sends `request` until it is accepted, refused for good, `deadline`
 /// passes, or `newer` is notified during a wait.
-pub async fn deliver(
+pub(crate) async fn deliver(
     export: &impl Export,
     request: &ExportMetricsServiceRequest,
     deadline: Instant,
@@ -179,7 +151,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter_within_each_step() {
-        let mut backoff = Backoff::new(42);
+        let mut backoff = Backoff::seeded(INITIAL_BACKOFF, MAX_BACKOFF, Jitter::Equal, 42);
         let steps = [500, 1000, 2000, 4000, 5000, 5000];
         for step in steps {
             let wait = backoff.next_wait();
@@ -200,7 +172,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             start + Duration::from_secs(10),
             None,
-            &mut Backoff::new(1),
+            &mut backoff(),
         )
         .await;
         assert_eq!(
@@ -223,7 +195,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             Instant::now() + Duration::from_secs(10),
             None,
-            &mut Backoff::new(1),
+            &mut backoff(),
         )
         .await;
         assert_eq!(
@@ -244,7 +216,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             start + Duration::from_secs(3),
             None,
-            &mut Backoff::new(7),
+            &mut backoff(),
         )
         .await;
         let Outcome::Failed { attempts, reason } = outcome else {
@@ -271,7 +243,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             start + Duration::from_secs(2),
             None,
-            &mut Backoff::new(7),
+            &mut backoff(),
         )
         .await;
         assert!(
@@ -293,7 +265,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             start + Duration::from_secs(10),
             None,
-            &mut Backoff::new(1),
+            &mut backoff(),
         )
         .await;
         assert!(matches!(outcome, Outcome::Delivered { attempts: 2, .. }));
@@ -313,7 +285,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             start + Duration::from_secs(10),
             None,
-            &mut Backoff::new(1),
+            &mut backoff(),
         )
         .await;
         assert!(matches!(outcome, Outcome::Failed { attempts: 1, .. }));
@@ -330,7 +302,7 @@ mod tests {
             &ExportMetricsServiceRequest::default(),
             Instant::now() + Duration::from_secs(10),
             Some(&newer),
-            &mut Backoff::new(1),
+            &mut backoff(),
         )
         .await;
         assert!(matches!(outcome, Outcome::Superseded { attempts: 1, .. }));

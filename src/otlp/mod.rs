@@ -16,11 +16,12 @@ pub mod delivery;
 pub mod mapper;
 pub mod transport;
 
-use crate::cache::{unix_now, Cache, Published, Status};
+use crate::cache::{Cache, Published, Status};
+use crate::clock::unix_now;
 use crate::config::OtelConfig;
 use crate::metrics::families::{process_families, push_families, Family, PushCounts};
 use crate::metrics::process::ProcessStats;
-use delivery::{deliver, Backoff, Outcome};
+use delivery::{deliver, Outcome};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,7 +163,7 @@ impl Push {
         }
         let request = shared.build(&published);
         let deadline = Instant::now() + within.min(shared.timeout);
-        let mut backoff = Backoff::new(delivery::seed());
+        let mut backoff = delivery::backoff();
         let outcome = deliver(&shared.transport, &request, deadline, None, &mut backoff).await;
         shared.record(outcome, "last OTLP push");
     }
@@ -226,7 +227,7 @@ impl Shared {
                 }
             };
             let deadline = Instant::now() + self.timeout;
-            let mut backoff = Backoff::new(delivery::seed());
+            let mut backoff = delivery::backoff();
             let outcome = deliver(
                 &self.transport,
                 &request,

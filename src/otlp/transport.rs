@@ -4,6 +4,7 @@
 //! delay, partial success). Retrying is the caller's business (`delivery`).
 
 use crate::config::{OtelConfig, OtlpCompression, OtlpProtocol};
+use crate::tls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
@@ -15,11 +16,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use prost::Message;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
@@ -53,48 +50,63 @@ pub enum Failure {
 }
 
 /// The TLS material and headers, read and checked before anything starts:
-/// a bad file or header is a bad setting (exit 2), not a failed push.
+/// a bad file, a certificate rustls refuses, a certificate and key that do
+/// not fit together or a bad header is a bad setting (exit 2), not a failed
+/// push.
 #[derive(Clone)]
 pub struct Material {
-    /// PEM, holding at least one certificate.
+    /// PEM, holding at least one certificate, for tonic.
     ca: Option<Vec<u8>>,
-    /// PEM certificate chain and key.
+    /// PEM certificate chain and key, for tonic.
     identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The same material as a client configuration, for OTLP/HTTP.
+    tls: rustls::ClientConfig,
     /// OTEL_EXPORTER_OTLP_HEADERS; every value marked sensitive.
     headers: HeaderMap,
 }
 
+const CA: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+const CLIENT_CERT: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+
 impl Material {
     pub fn load(config: &OtelConfig) -> Result<Material, String> {
-        let ca = match &config.certificate {
-            None => None,
+        let (ca, roots) = match &config.certificate {
+            None => (None, Vec::new()),
             Some(path) => {
-                let pem = read("OTEL_EXPORTER_OTLP_CERTIFICATE", path)?;
-                certificates("OTEL_EXPORTER_OTLP_CERTIFICATE", path, &pem)?;
-                Some(pem)
+                let pem = tls::read_file(CA, path)?;
+                let roots = tls::certificates(CA, path, &pem)?;
+                (Some(pem), roots)
             }
         };
-        let identity = match (&config.client_certificate, &config.client_key) {
-            (None, None) => None,
+        let (identity, client) = match (&config.client_certificate, &config.client_key) {
+            (None, None) => (None, None),
             (Some(cert_path), Some(key_path)) => {
-                let cert = read("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_path)?;
-                certificates("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_path, &cert)?;
-                let key = read("OTEL_EXPORTER_OTLP_CLIENT_KEY", key_path)?;
-                PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
-                    format!(
-                        "OTEL_EXPORTER_OTLP_CLIENT_KEY=\"{}\" holds no usable PEM private key: {e:?}",
-                        key_path.display()
-                    )
-                })?;
-                Some((cert, key))
+                let cert = tls::read_file(CLIENT_CERT, cert_path)?;
+                let chain = tls::certificates(CLIENT_CERT, cert_path, &cert)?;
+                let key = tls::read_file(CLIENT_KEY, key_path)?;
+                let parsed = tls::private_key(CLIENT_KEY, key_path, &key)?;
+                (
+                    Some((cert, key)),
+                    Some(tls::ClientIdentity {
+                        chain,
+                        key: parsed,
+                        settings: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                    }),
+                )
             }
             (Some(_), None) => {
-                return Err("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is set without OTEL_EXPORTER_OTLP_CLIENT_KEY: set both for mTLS".to_owned())
+                return Err(format!(
+                    "{CLIENT_CERT} is set without {CLIENT_KEY}: set both for mTLS"
+                ))
             }
             (None, Some(_)) => {
-                return Err("OTEL_EXPORTER_OTLP_CLIENT_KEY is set without OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: set both for mTLS".to_owned())
+                return Err(format!(
+                    "{CLIENT_KEY} is set without {CLIENT_CERT}: set both for mTLS"
+                ))
             }
         };
+        let tls = tls::client_config(&roots, CA, client)?;
         let mut headers = HeaderMap::new();
         for (i, (key, value)) in config.headers.iter().enumerate() {
             // The value is a secret: name the entry, never show it.
@@ -114,30 +126,10 @@ impl Material {
         Ok(Material {
             ca,
             identity,
+            tls,
             headers,
         })
     }
-}
-
-fn read(setting: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{setting}=\"{}\" cannot be read: {e}", path.display()))
-}
-
-fn certificates(
-    setting: &str,
-    path: &Path,
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{setting}=\"{}\" is not valid PEM: {e:?}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{setting}=\"{}\" holds no PEM certificate",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// A connection to the collector; cheap to clone.
@@ -262,7 +254,7 @@ pub fn classify_grpc(status: &tonic::Status) -> Failure {
     }
 }
 
-use crate::cls::client::error_chain;
+use crate::cause::chain as error_chain;
 
 /// `google.rpc.Status` and the parts of it read here (no googleapis crate
 /// for three messages).
@@ -337,45 +329,11 @@ impl Http {
                 config.endpoint
             )
         })?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let (Some(ca), Some(path)) = (&material.ca, &config.certificate) {
-            for cert in certificates("OTEL_EXPORTER_OTLP_CERTIFICATE", path, ca)? {
-                roots.add(cert).map_err(|e| {
-                    format!(
-                        "OTEL_EXPORTER_OTLP_CERTIFICATE holds a certificate rustls rejects: {e}"
-                    )
-                })?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("cannot set up TLS: {e}"))?
-            .with_root_certificates(roots);
-        let tls = match &material.identity {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
-                let chain = CertificateDer::pem_slice_iter(cert)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: {e:?}"))?;
-                let key = PrivateKeyDer::from_pem_slice(key)
-                    .map_err(|e| format!("OTEL_EXPORTER_OTLP_CLIENT_KEY: {e:?}"))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    format!("the OTLP client certificate and key do not fit together: {e}")
-                })?
-            }
-        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = tls::https_connector(material.tls.clone(), http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(https);
@@ -423,8 +381,8 @@ impl Http {
             .headers()
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(|v| crate::retry::parse_retry_after(v, std::time::SystemTime::now()))
+            .map(|wait| wait.min(MAX_RETRY_AFTER));
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await

@@ -1,0 +1,346 @@
+//! The command, wiring only: settings, logging, the clients, the cache, the
+//! listener and the push, signals and the exit code.
+
+use crate::cache::{Cache, RefreshFn, RenderFn, Status};
+use crate::cls::{ApiStats, ClientSettings, ClsClient};
+use crate::config::{self, Command, Config, ListenAddr, LogFormat, LogLevel};
+use crate::metrics::exposition::Rendered;
+use crate::metrics::families::{refresh_families, RefreshState, BUILD};
+use crate::snapshot::Snapshot;
+use crate::{duration, healthcheck, otlp, server, web_config};
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const NAME: &str = env!("CARGO_PKG_NAME");
+/// How long the last OTLP push after SIGTERM may take.
+const LAST_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let env = |name: &str| match std::env::var(name).ok() {
+        None if name == "HOSTNAME" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned()),
+        value => value,
+    };
+    let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
+    match config::parse(&args, &env, &read_file) {
+        Err(error) => {
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(2)
+        }
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!(
+                "{NAME} {} (revision {}, {}, rustc {})",
+                BUILD.version,
+                BUILD.revision,
+                env!("EXPORTER_TARGET"),
+                BUILD.rustc_version
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
+        Ok(Command::Run(config)) => match Files::load(&config) {
+            Ok(files) => {
+                install_panic_hook(&config);
+                run(config, files)
+            }
+            Err(error) => {
+                eprintln!("{NAME}: {error}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// A panic is a bug, but its message may still quote a value that came from
+/// the configuration: the report is one line with the API key and the OTLP
+/// header values blanked out.
+fn install_panic_hook(config: &Config) {
+    let secrets: Vec<String> = std::iter::once(config.api_key.expose())
+        .chain(config.otel.headers.iter().map(|(_, value)| value.expose()))
+        .filter(|secret| !secret.is_empty())
+        .map(str::to_owned)
+        .collect();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let mut message = message.replace(['\n', '\r'], " ");
+        for secret in &secrets {
+            message = message.replace(secret.as_str(), "[redacted]");
+        }
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("{NAME}: internal error{location}: {message} (a bug: please report it)");
+    }));
+    // Debug builds only: lets the secret test see a real panic report.
+    #[cfg(debug_assertions)]
+    if let Ok(message) = std::env::var("EXPORTER_DEBUG_PANIC") {
+        panic!("{message}");
+    }
+}
+
+/// The files the settings name, read and checked before anything starts:
+/// a bad one is a bad setting (exit 2).
+struct Files {
+    /// NVIDIA_API_CA_FILE.
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The OTLP certificates and headers, when the push is enabled.
+    otlp: Option<otlp::Material>,
+    /// WEB_CONFIG_FILE: listener TLS and basic auth.
+    web: web_config::WebConfig,
+}
+
+impl Files {
+    fn load(config: &Config) -> Result<Files, String> {
+        let extra_roots = match &config.api_ca_file {
+            Some(path) => crate::tls::read_certificates("NVIDIA_API_CA_FILE", path)?,
+            None => Vec::new(),
+        };
+        let otlp = config
+            .otel
+            .enabled
+            .then(|| otlp::Material::load(&config.otel))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let web = match &config.web_config_file {
+            Some(path) => web_config::load(path)?,
+            None => web_config::WebConfig {
+                tls: None,
+                auth: None,
+            },
+        };
+        Ok(Files {
+            extra_roots,
+            otlp,
+            web,
+        })
+    }
+}
+
+fn run(config: Config, files: Files) -> ExitCode {
+    init_logging(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config, files)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(config: Config, files: Files) -> Result<(), String> {
+    let Files {
+        extra_roots,
+        otlp,
+        web,
+    } = files;
+    let stats = Arc::new(ApiStats::default());
+    let client = ClsClient::new(
+        ClientSettings {
+            base_url: config.api_base_url.clone(),
+            api_key: config.api_key.expose().to_owned(),
+            org_name: config.org_name.clone(),
+            service_instance_id: config.service_instance_id.clone(),
+            parallelism: config.parallelism as usize,
+            page_size: config.cls_page_size,
+            extra_roots,
+            proxy: config.https_proxy.clone(),
+            no_proxy: config.no_proxy.clone(),
+        },
+        stats.clone(),
+    )?;
+    let cache = Cache::new(
+        refresher(client),
+        renderer(config.org_name.clone(), stats.clone()),
+        config.cache_ttl,
+        config.scrape_timeout,
+    );
+
+    let listener = bind(&config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on LISTEN_ADDRESS=\"{}\": {e}",
+            config.listen_address
+        )
+    })?;
+    let shutdown = shutdown_signal();
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| config.listen_address.clone(), |a| a.to_string());
+    // The operator's strings are quoted and escaped (Debug): an org name
+    // with a newline must not split the record in two.
+    tracing::info!(
+        address = %local,
+        metrics_path = ?config.metrics_path,
+        org = ?config.org_name,
+        base_url = ?config.api_base_url,
+        cache_ttl = %duration::format_go_duration(config.cache_ttl),
+        scrape_timeout = %duration::format_go_duration(config.scrape_timeout),
+        tls = web.tls.is_some(),
+        basic_auth = web.auth.is_some(),
+        "{NAME} {} listening", BUILD.version
+    );
+    let push_stats = otlp.as_ref().map(|_| Arc::new(otlp::PushStats::default()));
+    let push = match (&otlp, &push_stats) {
+        (Some(material), Some(push_stats)) => Some(otlp::Push::start(
+            &config.otel,
+            material,
+            cache.clone(),
+            Arc::new(move |status: &Status| refresh_families(&refresh_state(status, &stats))),
+            config.org_name.clone(),
+            push_stats.clone(),
+        )?),
+        _ => None,
+    };
+    let state = Arc::new(server::AppState {
+        cache,
+        metrics_path: config.metrics_path.clone(),
+        org: config.org_name.clone(),
+        push: push_stats,
+        tls: web.tls.map(tokio_rustls::TlsAcceptor::from),
+        auth: web.auth,
+        healthz_open: config.healthz_open,
+        live: server::LiveTails::default(),
+    });
+    server::serve(listener, state, shutdown).await;
+    if let Some(push) = push {
+        push.shutdown(LAST_PUSH_TIMEOUT).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fetches the org and builds a snapshot; a failed sub-resource is logged
+/// here and left out (partial refresh), a failed group listing fails it all.
+fn refresher(client: ClsClient) -> RefreshFn {
+    Arc::new(move |deadline| {
+        let client = client.clone();
+        Box::pin(async move {
+            let collected_at = crate::clock::unix_now();
+            let org = client
+                .fetch_org(deadline)
+                .await
+                .map_err(|e| e.to_string())?;
+            for failure in org.groups.iter().flat_map(|g| &g.failures) {
+                tracing::warn!(
+                    endpoint = failure.endpoint.label(),
+                    "partial refresh, publishing without this part: {failure}"
+                );
+            }
+            Ok(Snapshot::build(&org, collected_at))
+        })
+    })
+}
+
+fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn {
+    Arc::new(move |status: &Status| {
+        Rendered::new(&refresh_families(&refresh_state(status, &stats)), &org)
+    })
+}
+
+/// The metric table's view of a published status: the text encoder and the
+/// OTLP push read the same one.
+fn refresh_state<'a>(status: &'a Status, api: &'a ApiStats) -> RefreshState<'a> {
+    RefreshState {
+        up: status.up,
+        duration_seconds: status.duration_seconds,
+        timestamp: status.timestamp,
+        last_success: status.last_success,
+        successes: status.successes,
+        failures: status.failures,
+        snapshot: status.snapshot.as_deref(),
+        api,
+    }
+}
+
+/// `:port` listens on every interface: IPv6 and IPv4 where the host has
+/// both, IPv4 alone where IPv6 is disabled.
+async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match listen {
+        ListenAddr::AllInterfaces(port) => {
+            match tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port)))
+                .await
+            {
+                Ok(listener) => Ok(listener),
+                Err(_) => {
+                    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)))
+                        .await
+                }
+            }
+        }
+        ListenAddr::Ip(addr) => tokio::net::TcpListener::bind(addr).await,
+        // No /etc/hosts in a scratch image: `localhost` is loopback by definition.
+        ListenAddr::Host(host, port) if host.eq_ignore_ascii_case("localhost") => {
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))).await
+        }
+        ListenAddr::Host(host, port) => tokio::net::TcpListener::bind((host.as_str(), *port)).await,
+    }
+}
+
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// resolves on the first of them (the process may be PID 1 in a container,
+/// where no default handler would stop it). Called before the "listening"
+/// line: a signal sent as soon as that line appears (a supervisor, a test)
+/// must shut down cleanly, not end the process by the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
+    }
+}
