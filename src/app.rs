@@ -1,21 +1,51 @@
 //! The command, wiring only: settings, logging, the clients, the cache, the
 //! listener and the push, signals and the exit code.
+//!
+//! Everything a setting names (files, certificates, the OTLP endpoint) is
+//! loaded and checked before the port is bound: a bad one is exit 2 with
+//! one line, and no `listening` line before it. A failure of the running
+//! exporter (the port is taken) is exit 1, reported once.
 
-use crate::cache::{Cache, RefreshFn, RenderFn, Status};
+use crate::cache::{Cache, RefreshError, RefreshFn, RenderFn, Status};
 use crate::cls::{ApiStats, ClientSettings, ClsClient};
-use crate::config::{self, Command, Config, ListenAddr, LogFormat, LogLevel};
+use crate::config::{self, Command, Config, LogFormat, LogLevel};
 use crate::metrics::exposition::Rendered;
 use crate::metrics::families::{refresh_families, RefreshState, BUILD};
+use crate::metrics::live::PushStats;
+use crate::server::{healthcheck, listen, web_config, AppState, Bodies};
 use crate::snapshot::Snapshot;
-use crate::{duration, healthcheck, otlp, server, web_config};
+use crate::{duration, otlp, server};
 use std::io::IsTerminal;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 const NAME: &str = env!("CARGO_PKG_NAME");
 /// How long the last OTLP push after SIGTERM may take.
 const LAST_PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why the exporter did not start, or stopped: each kind its exit code.
+#[derive(Debug)]
+pub(crate) enum StartupError {
+    /// A setting, or a file or certificate it names, is unusable (exit 2).
+    Input(String),
+    /// The exporter could not run: the port is taken, no runtime (exit 1).
+    Runtime(String),
+}
+
+impl StartupError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            StartupError::Input(_) => 2,
+            StartupError::Runtime(_) => 1,
+        })
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            StartupError::Input(m) | StartupError::Runtime(m) => m,
+        }
+    }
+}
 
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
@@ -49,17 +79,31 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
-        Ok(Command::Run(config)) => match Files::load(&config) {
-            Ok(files) => {
-                install_panic_hook(&config);
-                run(config, files)
-            }
-            Err(error) => {
-                eprintln!("{NAME}: {error}");
-                ExitCode::from(2)
-            }
+        Ok(Command::Run(config)) => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => error.exit_code(),
         },
     }
+}
+
+/// Loads what the settings name, then serves until a signal. An error is
+/// reported here, once: on stderr before logging starts, in the log after.
+fn run(config: Config) -> Result<(), StartupError> {
+    let files = Files::load(&config).map_err(|e| {
+        eprintln!("{NAME}: {e}");
+        StartupError::Input(e)
+    })?;
+    install_panic_hook(&config);
+    init_logging(config.log_level, config.log_format);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartupError::Runtime(format!("cannot start the async runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(serve(config, files)));
+    if let Err(error) = &result {
+        tracing::error!("{}", error.message());
+    }
+    result
 }
 
 /// A panic is a bug, but its message may still quote a value that came from
@@ -95,8 +139,7 @@ fn install_panic_hook(config: &Config) {
     }
 }
 
-/// The files the settings name, read and checked before anything starts:
-/// a bad one is a bad setting (exit 2).
+/// The files the settings name, read and checked before anything starts.
 struct Files {
     /// NVIDIA_API_CA_FILE.
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -116,8 +159,7 @@ impl Files {
             .otel
             .enabled
             .then(|| otlp::Material::load(&config.otel))
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         let web = match &config.web_config_file {
             Some(path) => web_config::load(path)?,
             None => web_config::WebConfig {
@@ -130,28 +172,6 @@ impl Files {
             otlp,
             web,
         })
-    }
-}
-
-fn run(config: Config, files: Files) -> ExitCode {
-    init_logging(config.log_level, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{NAME}: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(serve(config, files)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("{NAME}: {error}");
-            ExitCode::from(1)
-        }
     }
 }
 
@@ -173,12 +193,15 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
-async fn serve(config: Config, files: Files) -> Result<(), String> {
+async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
     let Files {
         extra_roots,
         otlp,
         web,
     } = files;
+    // The clients refuse what they cannot use (a CA certificate rustls
+    // rejects, a key that cannot be a header, an OTLP endpoint tonic cannot
+    // parse) before anything is bound.
     let stats = Arc::new(ApiStats::default());
     let client = ClsClient::new(
         ClientSettings {
@@ -193,7 +216,13 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
             no_proxy: config.no_proxy.clone(),
         },
         stats.clone(),
-    )?;
+    )
+    .map_err(StartupError::Input)?;
+    let transport = otlp
+        .as_ref()
+        .map(|material| otlp::Transport::new(&config.otel, material))
+        .transpose()
+        .map_err(StartupError::Input)?;
     let cache = Cache::new(
         refresher(client),
         renderer(config.org_name.clone(), stats.clone()),
@@ -201,11 +230,11 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
         config.scrape_timeout,
     );
 
-    let listener = bind(&config.listen).await.map_err(|e| {
-        format!(
+    let listener = listen::bind(&config.listen).await.map_err(|e| {
+        StartupError::Runtime(format!(
             "cannot listen on LISTEN_ADDRESS=\"{}\": {e}",
             config.listen_address
-        )
+        ))
     })?;
     let shutdown = shutdown_signal();
     let local = listener
@@ -224,28 +253,27 @@ async fn serve(config: Config, files: Files) -> Result<(), String> {
         basic_auth = web.auth.is_some(),
         "{NAME} {} listening", BUILD.version
     );
-    let push_stats = otlp.as_ref().map(|_| Arc::new(otlp::PushStats::default()));
-    let push = match (&otlp, &push_stats) {
-        (Some(material), Some(push_stats)) => Some(otlp::Push::start(
+    let push_stats = transport.as_ref().map(|_| Arc::new(PushStats::default()));
+    let push = match (transport, &push_stats) {
+        (Some(transport), Some(push_stats)) => Some(otlp::Push::start(
             &config.otel,
-            material,
+            transport,
             cache.clone(),
             Arc::new(move |status: &Status| refresh_families(&refresh_state(status, &stats))),
             config.org_name.clone(),
             push_stats.clone(),
-        )?),
+        )),
         _ => None,
     };
-    let state = Arc::new(server::AppState {
+    let state = Arc::new(AppState::new(
         cache,
-        metrics_path: config.metrics_path.clone(),
-        org: config.org_name.clone(),
-        push: push_stats,
-        tls: web.tls.map(tokio_rustls::TlsAcceptor::from),
-        auth: web.auth,
-        healthz_open: config.healthz_open,
-        live: server::LiveTails::default(),
-    });
+        config.metrics_path.clone(),
+        config.org_name.clone(),
+        push_stats,
+        web.tls.map(tokio_rustls::TlsAcceptor::from),
+        web.auth,
+        config.healthz_open,
+    ));
     server::serve(listener, state, shutdown).await;
     if let Some(push) = push {
         push.shutdown(LAST_PUSH_TIMEOUT).await;
@@ -264,7 +292,7 @@ fn refresher(client: ClsClient) -> RefreshFn {
             let org = client
                 .fetch_org(deadline)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(RefreshError::Cls)?;
             for failure in org.groups.iter().flat_map(|g| &g.failures) {
                 tracing::warn!(
                     endpoint = failure.endpoint.label(),
@@ -276,9 +304,13 @@ fn refresher(client: ClsClient) -> RefreshFn {
     })
 }
 
-fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn {
+/// The listener's bodies for a new status: the refresh part rendered once.
+fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn<Bodies> {
     Arc::new(move |status: &Status| {
-        Rendered::new(&refresh_families(&refresh_state(status, &stats)), &org)
+        Bodies::new(Rendered::new(
+            &refresh_families(&refresh_state(status, &stats)),
+            &org,
+        ))
     })
 }
 
@@ -294,30 +326,6 @@ fn refresh_state<'a>(status: &'a Status, api: &'a ApiStats) -> RefreshState<'a> 
         failures: status.failures,
         snapshot: status.snapshot.as_deref(),
         api,
-    }
-}
-
-/// `:port` listens on every interface: IPv6 and IPv4 where the host has
-/// both, IPv4 alone where IPv6 is disabled.
-async fn bind(listen: &ListenAddr) -> std::io::Result<tokio::net::TcpListener> {
-    match listen {
-        ListenAddr::AllInterfaces(port) => {
-            match tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port)))
-                .await
-            {
-                Ok(listener) => Ok(listener),
-                Err(_) => {
-                    tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)))
-                        .await
-                }
-            }
-        }
-        ListenAddr::Ip(addr) => tokio::net::TcpListener::bind(addr).await,
-        // No /etc/hosts in a scratch image: `localhost` is loopback by definition.
-        ListenAddr::Host(host, port) if host.eq_ignore_ascii_case("localhost") => {
-            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))).await
-        }
-        ListenAddr::Host(host, port) => tokio::net::TcpListener::bind((host.as_str(), *port)).await,
     }
 }
 

@@ -7,8 +7,9 @@
 //! that disconnects cannot cancel the refresh others wait for.
 
 use crate::clock::unix_now;
-use crate::metrics::exposition::Rendered;
+use crate::cls::error::ClsError;
 use crate::snapshot::Snapshot;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,11 +21,43 @@ use tokio::time::Instant;
 /// refresh itself ends at SCRAPE_TIMEOUT, this covers building and rendering.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
-pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, String>> + Send>>;
+pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, RefreshError>> + Send>>;
 /// Fetches and builds a snapshot; given the refresh deadline.
 pub type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
-/// Renders the refresh part of the exposition for a new status.
-pub type RenderFn = Arc<dyn Fn(&Status) -> Rendered + Send + Sync>;
+/// Makes what the outputs serve from a new status, once per refresh (the
+/// listener's ready bodies): `R` is the cache's to hold, not to know.
+pub type RenderFn<R> = Arc<dyn Fn(&Status) -> R + Send + Sync>;
+
+/// Why a refresh published no new snapshot.
+#[derive(Debug)]
+pub enum RefreshError {
+    /// The org could not be read (its group listing failed).
+    Cls(ClsError),
+    /// SCRAPE_TIMEOUT passed first.
+    TimedOut(Duration),
+}
+
+impl fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefreshError::Cls(e) => e.fmt(f),
+            RefreshError::TimedOut(limit) => write!(
+                f,
+                "refresh did not finish within SCRAPE_TIMEOUT ({:.1}s)",
+                limit.as_secs_f64()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RefreshError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RefreshError::Cls(e) => Some(e),
+            RefreshError::TimedOut(_) => None,
+        }
+    }
+}
 
 /// What the latest refresh attempt left behind.
 #[derive(Debug, Clone, Default)]
@@ -43,34 +76,41 @@ pub struct Status {
 }
 
 /// Immutable once published; callers hold an `Arc` to it as long as they like.
-pub struct Published {
+pub struct Published<R> {
     pub status: Status,
-    pub rendered: Rendered,
+    pub rendered: R,
     /// When the latest attempt ended; None before the first one.
     attempted_at: Option<Instant>,
 }
 
-#[derive(Clone)]
-pub struct Cache {
-    inner: Arc<Inner>,
+pub struct Cache<R> {
+    inner: Arc<Inner<R>>,
 }
 
-struct Inner {
+impl<R> Clone for Cache<R> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<R> {
     /// Readers take the lock only to clone an `Arc`; the one writer (the
     /// refresh task) swaps it. Never held across an await.
-    published: RwLock<Arc<Published>>,
+    published: RwLock<Arc<Published<R>>>,
     /// The running refresh, if any: callers subscribe instead of starting
     /// another one. A std mutex: held for a few instructions, never across
     /// an await.
     inflight: Mutex<Option<watch::Receiver<bool>>>,
     refresh: RefreshFn,
-    render: RenderFn,
+    render: RenderFn<R>,
     ttl: Duration,
     timeout: Duration,
 }
 
-impl Cache {
-    pub fn new(refresh: RefreshFn, render: RenderFn, ttl: Duration, timeout: Duration) -> Cache {
+impl<R: Send + Sync + 'static> Cache<R> {
+    pub fn new(refresh: RefreshFn, render: RenderFn<R>, ttl: Duration, timeout: Duration) -> Self {
         let status = Status::default();
         let rendered = render(&status);
         Cache {
@@ -90,14 +130,14 @@ impl Cache {
     }
 
     /// What is published now, without refreshing.
-    pub fn current(&self) -> Arc<Published> {
+    pub fn current(&self) -> Arc<Published<R>> {
         self.inner.load()
     }
 
     /// The published snapshot, refreshed first when it is older than the TTL.
     /// Failed attempts count too, so a failing API is asked once per TTL,
     /// not once per scrape.
-    pub async fn get(&self) -> Arc<Published> {
+    pub async fn get(&self) -> Arc<Published<R>> {
         let published = self.inner.load();
         if let Some(at) = published.attempted_at {
             if at.elapsed() < self.inner.ttl {
@@ -111,7 +151,7 @@ impl Cache {
     }
 
     /// Waits for the running or a new refresh, then what is published.
-    async fn refreshed(&self) -> Arc<Published> {
+    async fn refreshed(&self) -> Arc<Published<R>> {
         let mut done = self.join_or_start_refresh();
         let wait = self.inner.timeout + WAIT_MARGIN;
         // Whatever happens to the refresh, answer with what is published.
@@ -134,8 +174,8 @@ impl Cache {
     }
 }
 
-impl Inner {
-    fn load(&self) -> Arc<Published> {
+impl<R: Send + Sync + 'static> Inner<R> {
+    fn load(&self) -> Arc<Published<R>> {
         match self.published.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -148,10 +188,7 @@ impl Inner {
         let deadline = started + self.timeout;
         let result = match tokio::time::timeout_at(deadline, (self.refresh)(deadline)).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "refresh did not finish within SCRAPE_TIMEOUT ({:.1}s)",
-                self.timeout.as_secs_f64()
-            )),
+            Err(_) => Err(RefreshError::TimedOut(self.timeout)),
         };
         let duration_seconds = started.elapsed().as_secs_f64();
         let previous = self.load();
@@ -182,7 +219,8 @@ impl Inner {
                 tracing::warn!(
                     duration_seconds,
                     stale = status.snapshot.is_some(),
-                    "refresh failed: {error}"
+                    "refresh failed: {}",
+                    crate::cause::chain(&error)
                 );
             }
         }
@@ -215,7 +253,7 @@ mod tests {
         plan: Mutex<Vec<(Duration, bool)>>,
     }
 
-    fn cache(plan: Vec<(Duration, bool)>, ttl: u64, timeout: u64) -> (Cache, Arc<Script>) {
+    fn cache(plan: Vec<(Duration, bool)>, ttl: u64, timeout: u64) -> (Cache<()>, Arc<Script>) {
         let script = Arc::new(Script {
             calls: AtomicUsize::new(0),
             plan: Mutex::new(plan),
@@ -239,11 +277,11 @@ mod tests {
                         ..Snapshot::default()
                     })
                 } else {
-                    Err("boom".to_owned())
+                    Err(RefreshError::TimedOut(Duration::ZERO))
                 }
             })
         });
-        let render: RenderFn = Arc::new(|_| Rendered::new(&[], "o"));
+        let render: RenderFn<()> = Arc::new(|_| ());
         (
             Cache::new(
                 refresh,
@@ -257,7 +295,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_timestamp_is_whole_seconds_as_go_writes_it() {
-        let render: RenderFn = Arc::new(|_| Rendered::new(&[], "o"));
+        let render: RenderFn<()> = Arc::new(|_| ());
         let refresh: RefreshFn = Arc::new(|_| {
             Box::pin(async {
                 Ok(Snapshot {
@@ -273,7 +311,8 @@ mod tests {
             Duration::from_secs(5),
         );
         assert_eq!(cache.get().await.status.timestamp, 1_700_000_000.0);
-        let failing: RefreshFn = Arc::new(|_| Box::pin(async { Err("boom".to_owned()) }));
+        let failing: RefreshFn =
+            Arc::new(|_| Box::pin(async { Err(RefreshError::TimedOut(Duration::ZERO)) }));
         let cache = Cache::new(
             failing,
             render,

@@ -67,14 +67,21 @@ fn seed() -> u64 {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date, as a wait from `now` (0
-/// for a date in the past). None for anything else.
+/// for a date in the past). None for anything else. A date is counted in
+/// whole seconds, the unit both the header and the clock of the server that
+/// sent it have.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let seconds = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    };
+    let at = seconds(httpdate::parse_http_date(value).ok()?)?;
+    Some(Duration::from_secs(at.saturating_sub(seconds(now)?)))
 }
 
 #[cfg(test)]
@@ -109,7 +116,7 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_770);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(784_111_770_900);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(

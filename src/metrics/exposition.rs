@@ -9,25 +9,18 @@
 //! from the refresh part's) and the length. The result is one ordinary gzip
 //! member.
 //!
-//! A large plain part is also written once to a memfd, so that plain-TCP
-//! connections send it with sendfile(2) instead of copying it into the
-//! socket for every scrape (`crate::sendfile`).
+//! No I/O: the listener keeps its own file copy of large parts for
+//! sendfile(2).
 
-use super::families::Family;
+use super::family::Family;
 use super::text::{encode, Format, Prepared};
-use crate::sendfile::FileBacked;
 use bytes::Bytes;
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
-use std::fs::File;
 use std::io::Write;
-use std::sync::Arc;
 
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 const OPENMETRICS_EOF: &str = "# EOF\n";
-/// Plain parts from this size on get a file copy for sendfile: below it,
-/// the extra system calls cost more than the copy they save.
-pub const SENDFILE_MIN_BYTES: usize = 64 * 1024;
 
 /// One format's refresh part, plain and as the head of a gzip member.
 #[derive(Debug, Clone)]
@@ -35,9 +28,6 @@ pub struct Part {
     pub plain: Bytes,
     gzip_head: Bytes,
     crc: u32,
-    /// `plain` in a memfd, for parts of SENDFILE_MIN_BYTES and more where
-    /// the kernel allows memfds.
-    file: Option<Arc<File>>,
 }
 
 /// The refresh part in both formats.
@@ -77,26 +67,11 @@ impl Part {
         let _ = encoder.write_all(&plain);
         let _ = encoder.flush();
         let gzip_head = std::mem::take(encoder.get_mut());
-        let file = if plain.len() >= SENDFILE_MIN_BYTES {
-            memfd_with(&plain)
-        } else {
-            None
-        };
         Part {
             crc: crc32fast::hash(&plain),
             plain: Bytes::from(plain),
             gzip_head: Bytes::from(gzip_head),
-            file,
         }
-    }
-
-    /// The plain part and its file copy, when it has one.
-    pub fn file_backed(&self) -> Option<FileBacked> {
-        let file = self.file.as_ref()?;
-        Some(FileBacked {
-            bytes: self.plain.clone(),
-            file: file.clone(),
-        })
     }
 
     /// The whole body as two chunks, the refresh part shared (not copied):
@@ -136,22 +111,6 @@ impl Part {
     }
 }
 
-/// A memfd holding `bytes`; None where memfds are not allowed (then the
-/// part is sent from memory, as small parts always are).
-fn memfd_with(bytes: &[u8]) -> Option<Arc<File>> {
-    let fd = rustix::fs::memfd_create("exposition", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| tracing::debug!("no memfd for sendfile: {e}"))
-        .ok()?;
-    let mut file = File::from(fd);
-    match file.write_all(bytes) {
-        Ok(()) => Some(Arc::new(file)),
-        Err(e) => {
-            tracing::debug!("no memfd for sendfile: {e}");
-            None
-        }
-    }
-}
-
 /// The text that follows the refresh part in every body of `format`: the
 /// live families and, for OpenMetrics, `# EOF`.
 pub fn live_text(live: &[Family], org: &str, format: Format) -> Bytes {
@@ -166,7 +125,7 @@ pub fn live_text(live: &[Family], org: &str, format: Format) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::families::{Desc, Kind, Sample, Unit};
+    use crate::metrics::family::{Desc, Kind, Unit};
     use std::io::Read;
 
     static D: Desc = Desc {
@@ -179,15 +138,10 @@ mod tests {
     };
 
     fn family(n: usize) -> Vec<Family> {
-        vec![Family {
-            desc: &D,
-            samples: (0..n)
-                .map(|i| Sample {
-                    labels: vec![format!("v{i}")],
-                    value: i as f64,
-                })
-                .collect(),
-        }]
+        vec![Family::raw(
+            &D,
+            (0..n).map(|i| (vec![format!("v{i}")], i as f64)),
+        )]
     }
 
     fn gunzip(chunks: &[Bytes; 2]) -> String {

@@ -1,7 +1,7 @@
 //! The Prometheus text encoder: text format 0.0.4 and OpenMetrics 1.0, as a
 //! pure function of families into a `String`. No I/O.
 
-use super::families::{Desc, Family, Kind};
+use super::family::{Desc, Family, Kind};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,34 +15,6 @@ impl Format {
         match self {
             Format::Text004 => "text/plain; version=0.0.4; charset=utf-8",
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        }
-    }
-
-    /// Picks the format a scrape's `Accept` header prefers: OpenMetrics when
-    /// it is offered with a q-value at least that of any text/plain range.
-    pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text004;
-        };
-        let mut openmetrics: f32 = 0.0;
-        let mut text: f32 = 0.0;
-        for range in accept.split(',') {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
-                "text/plain" => text = text.max(q),
-                _ => {}
-            }
-        }
-        if openmetrics > 0.0 && openmetrics >= text {
-            Format::OpenMetrics
-        } else {
-            Format::Text004
         }
     }
 }
@@ -71,7 +43,7 @@ impl<'a> Prepared<'a> {
     pub fn new(families: &'a [Family], org: &str) -> Prepared<'a> {
         let skeletons: Vec<Skeleton> = families
             .iter()
-            .map(|family| Skeleton::new(family.desc, org))
+            .map(|family| Skeleton::new(family.desc(), org))
             .collect();
         // One allocation of the right size, not a doubling series of them;
         // escapes add a byte each, so a little room for them.
@@ -80,22 +52,22 @@ impl<'a> Prepared<'a> {
             .zip(&skeletons)
             .map(|(family, skeleton)| {
                 let values: usize = family
-                    .samples
+                    .samples()
                     .iter()
-                    .flat_map(|sample| &sample.labels)
+                    .flat_map(|sample| sample.labels())
                     .map(String::len)
                     .sum();
-                family.samples.len() * skeleton.len() + values
+                family.samples().len() * skeleton.len() + values
             })
             .sum();
         let mut label_sets = String::with_capacity(len + len / 64);
-        let mut ends = Vec::with_capacity(families.iter().map(|f| f.samples.len()).sum());
+        let mut ends = Vec::with_capacity(families.iter().map(|f| f.samples().len()).sum());
         for (family, skeleton) in families.iter().zip(&skeletons) {
-            for sample in &family.samples {
-                if sample.labels.is_empty() {
+            for sample in family.samples() {
+                if sample.labels().is_empty() {
                     label_sets.push_str(&skeleton.without_values);
                 } else {
-                    for (before, value) in skeleton.before.iter().zip(&sample.labels) {
+                    for (before, value) in skeleton.before.iter().zip(sample.labels()) {
                         label_sets.push_str(before);
                         escape_label_value(&mut label_sets, value);
                     }
@@ -116,7 +88,7 @@ impl<'a> Prepared<'a> {
         let mut ends = self.ends.iter();
         let mut start = 0;
         for family in self.families {
-            let desc = family.desc;
+            let desc = family.desc();
             let counter = desc.kind == Kind::Counter;
             // Text 0.0.4 names a counter family as its samples, with _total.
             let family_suffix = if counter && format == Format::Text004 {
@@ -141,7 +113,7 @@ impl<'a> Prepared<'a> {
                     let _ = writeln!(out, "# UNIT {} {unit}", desc.name);
                 }
             }
-            for (sample, &end) in family.samples.iter().zip(&mut ends) {
+            for (sample, &end) in family.samples().iter().zip(&mut ends) {
                 out.push_str(desc.name);
                 if counter {
                     out.push_str("_total");
@@ -149,7 +121,7 @@ impl<'a> Prepared<'a> {
                 out.push_str(&self.label_sets[start..end]);
                 start = end;
                 out.push(' ');
-                write_value(out, sample.value);
+                write_value(out, sample.value());
                 out.push('\n');
             }
         }
@@ -270,7 +242,7 @@ fn write_integer(out: &mut String, n: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::families::{Desc, Sample, Unit};
+    use crate::metrics::family::{Desc, Unit};
 
     static GAUGE: Desc = Desc {
         name: "test_value_seconds",
@@ -291,20 +263,8 @@ mod tests {
 
     fn families() -> Vec<Family> {
         vec![
-            Family {
-                desc: &GAUGE,
-                samples: vec![Sample {
-                    labels: vec!["x\"y\\z\nw".into(), "Zürich".into()],
-                    value: 1.5,
-                }],
-            },
-            Family {
-                desc: &COUNTER,
-                samples: vec![Sample {
-                    labels: vec![],
-                    value: 3.0,
-                }],
-            },
+            Family::raw(&GAUGE, [(vec!["x\"y\\z\nw".into(), "Zürich".into()], 1.5)]),
+            Family::raw(&COUNTER, [(vec![], 3.0)]),
         ]
     }
 
@@ -416,26 +376,14 @@ mod tests {
     #[test]
     fn prepared_label_sets_serve_every_render_and_format() {
         let mut families = families();
-        families.push(Family {
-            desc: &ORG_ONLY,
-            samples: vec![Sample {
-                labels: vec![],
-                value: 1.0,
-            }],
-        });
-        families.push(Family {
-            desc: &NO_ORG,
-            samples: vec![
-                Sample {
-                    labels: vec!["x".into(), "y\n".into()],
-                    value: 2.0,
-                },
-                Sample {
-                    labels: vec!["".into(), "z".into()],
-                    value: 3.0,
-                },
+        families.push(Family::raw(&ORG_ONLY, [(vec![], 1.0)]));
+        families.push(Family::raw(
+            &NO_ORG,
+            [
+                (vec!["x".into(), "y\n".into()], 2.0),
+                (vec!["".into(), "z".into()], 3.0),
             ],
-        });
+        ));
         let prepared = Prepared::new(&families, "o");
         for format in [Format::Text004, Format::OpenMetrics] {
             let mut once = String::new();
@@ -453,16 +401,9 @@ mod tests {
 
     #[test]
     fn samples_with_fewer_values_than_labels_still_close_their_label_set() {
-        let sample = |labels: Vec<String>| Sample { labels, value: 1.0 };
         let families = [
-            Family {
-                desc: &GAUGE,
-                samples: vec![sample(vec!["x".into()]), sample(vec![])],
-            },
-            Family {
-                desc: &NO_ORG,
-                samples: vec![sample(vec![])],
-            },
+            Family::raw(&GAUGE, [(vec!["x".into()], 1.0), (vec![], 1.0)]),
+            Family::raw(&NO_ORG, [(vec![], 1.0)]),
         ];
         let mut out = String::new();
         encode(&mut out, &families, "o", Format::Text004);
@@ -474,32 +415,6 @@ mod tests {
                 "test_value_seconds{org_name=\"o\"} 1",
                 "test_plain_total{} 1",
             ]
-        );
-    }
-
-    #[test]
-    fn negotiation_prefers_the_higher_q() {
-        assert_eq!(Format::negotiate(None), Format::Text004);
-        assert_eq!(Format::negotiate(Some("*/*")), Format::Text004);
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text")),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some(
-                "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
-            )),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some(
-                "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"
-            )),
-            Format::Text004
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Text004
         );
     }
 }

@@ -6,7 +6,7 @@
 //! `_total` series. Gauges become Gauges, counters cumulative monotonic Sums
 //! starting at the process start. Every value is a double, as in Prometheus.
 
-use crate::metrics::families::{Family, Kind};
+use crate::metrics::family::{Family, Kind};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -98,9 +98,9 @@ pub fn request(
 }
 
 fn metric(family: &Family, org: &str, start: u64, time: u64) -> Metric {
-    let desc = family.desc;
+    let desc = family.desc();
     let points = family
-        .samples
+        .samples()
         .iter()
         .map(|sample| {
             let org_label = desc
@@ -112,13 +112,13 @@ fn metric(family: &Family, org: &str, start: u64, time: u64) -> Metric {
                     .chain(
                         desc.labels
                             .iter()
-                            .zip(&sample.labels)
+                            .zip(sample.labels())
                             .map(|(name, value)| key_value(name, value.clone())),
                     )
                     .collect(),
                 start_time_unix_nano: if desc.kind == Kind::Counter { start } else { 0 },
                 time_unix_nano: time,
-                value: Some(number_data_point::Value::AsDouble(sample.value)),
+                value: Some(number_data_point::Value::AsDouble(sample.value())),
                 ..NumberDataPoint::default()
             }
         })
@@ -167,7 +167,7 @@ fn nanos(seconds: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::families::{Desc, Sample, Unit};
+    use crate::metrics::family::{Desc, Unit};
 
     static QUANTITY: Desc = Desc {
         name: "x_quantity",
@@ -220,28 +220,10 @@ mod tests {
     #[test]
     fn gauge_counter_and_process_families_map_per_the_contract() {
         let snapshot = vec![
-            Family {
-                desc: &QUANTITY,
-                samples: vec![Sample {
-                    labels: vec!["vPC".into(), "s-1".into()],
-                    value: 20.0,
-                }],
-            },
-            Family {
-                desc: &REQUESTS,
-                samples: vec![Sample {
-                    labels: vec!["200".into()],
-                    value: 7.0,
-                }],
-            },
+            Family::raw(&QUANTITY, [(vec!["vPC".into(), "s-1".into()], 20.0)]),
+            Family::raw(&REQUESTS, [(vec!["200".into()], 7.0)]),
         ];
-        let live = vec![Family {
-            desc: &RSS,
-            samples: vec![Sample {
-                labels: vec![],
-                value: 4096.0,
-            }],
-        }];
+        let live = vec![Family::raw(&RSS, [(vec![], 4096.0)])];
         let req = request(&id(), &snapshot, 1_700_000_100.25, &live, 1_700_000_101.0);
         let rm = &req.resource_metrics[0];
         let scope = &rm.scope_metrics[0];

@@ -19,74 +19,35 @@ pub mod transport;
 use crate::cache::{Cache, Published, Status};
 use crate::clock::unix_now;
 use crate::config::OtelConfig;
-use crate::metrics::families::{process_families, push_families, Family, PushCounts};
+use crate::metrics::family::Family;
+use crate::metrics::live::{self, PushStats};
 use crate::metrics::process::ProcessStats;
 use delivery::{deliver, Outcome};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
-pub use transport::Material;
-use transport::Transport;
+pub use transport::{Material, Transport};
 
 /// The snapshot part of the metric table for a published status (the same
 /// families the text encoder gets).
 pub type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
 
-/// Push results for the self-metrics. Atomics: written by the sender task,
-/// read by every scrape, no lock shared with either.
-#[derive(Debug, Default)]
-pub struct PushStats {
-    success: AtomicU64,
-    partial: AtomicU64,
-    failure: AtomicU64,
-    /// f64 bits of the unix time; 0 (0.0) before the first accepted push.
-    last_success: AtomicU64,
-}
-
-impl PushStats {
-    pub fn counts(&self) -> PushCounts {
-        let last = f64::from_bits(self.last_success.load(Ordering::Relaxed));
-        PushCounts {
-            success: self.success.load(Ordering::Relaxed),
-            partial: self.partial.load(Ordering::Relaxed),
-            failure: self.failure.load(Ordering::Relaxed),
-            last_success: (last > 0.0).then_some(last),
-        }
-    }
-
-    fn accepted(&self, partial: bool) {
-        let counter = if partial {
-            &self.partial
-        } else {
-            &self.success
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.last_success
-            .store(unix_now().to_bits(), Ordering::Relaxed);
-    }
-
-    fn failed(&self) {
-        self.failure.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// The running push; `shutdown` ends it with a last push.
-pub struct Push {
-    shared: Arc<Shared>,
+pub struct Push<R> {
+    shared: Arc<Shared<R>>,
     ticker: JoinHandle<()>,
     sender: JoinHandle<()>,
 }
 
-struct Shared {
+struct Shared<R> {
     transport: Transport,
     identity: mapper::Identity,
     families: FamiliesFn,
     stats: Arc<PushStats>,
-    cache: Cache,
+    cache: Cache<R>,
     /// OTEL_EXPORTER_OTLP_TIMEOUT: bounds the delivery of one batch,
     /// retries included.
     timeout: Duration,
@@ -99,17 +60,16 @@ struct Shared {
     filled: Notify,
 }
 
-impl Push {
+impl<R: Send + Sync + 'static> Push<R> {
     /// Starts the ticker and the sender; must run inside the runtime.
-    pub fn start(
+    pub(crate) fn start(
         config: &OtelConfig,
-        material: &Material,
-        cache: Cache,
+        transport: Transport,
+        cache: Cache<R>,
         families: FamiliesFn,
         org: String,
         stats: Arc<PushStats>,
-    ) -> Result<Push, String> {
-        let transport = Transport::new(config, material)?;
+    ) -> Push<R> {
         let start_time = match ProcessStats::read().start_time_seconds {
             t if t > 0.0 => t,
             _ => unix_now(),
@@ -143,11 +103,11 @@ impl Push {
             interval_seconds = config.push_interval.as_secs_f64(),
             "OTLP push enabled"
         );
-        Ok(Push {
+        Push {
             ticker: tokio::spawn(shared.clone().tick(config.push_interval)),
             sender: tokio::spawn(shared.clone().send()),
             shared,
-        })
+        }
     }
 
     /// Stops both tasks and pushes what is published now (no refresh),
@@ -169,11 +129,10 @@ impl Push {
     }
 }
 
-impl Shared {
-    fn build(&self, published: &Published) -> ExportMetricsServiceRequest {
+impl<R: Send + Sync + 'static> Shared<R> {
+    fn build(&self, published: &Published<R>) -> ExportMetricsServiceRequest {
         let snapshot = (self.families)(&published.status);
-        let mut live = push_families(&self.stats.counts());
-        live.extend(process_families(&ProcessStats::read()));
+        let live = live::read(Some(self.stats.counts()));
         mapper::request(
             &self.identity,
             &snapshot,

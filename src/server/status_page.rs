@@ -3,14 +3,13 @@
 //! use per server feature as bars, and entitlement expiry dates. Reads the
 //! published snapshot only: opening the page never calls CLS.
 
-use crate::cache::Published;
+use crate::cache::Status;
 use crate::clock::{format_date, format_time, unix_now};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub fn render(published: &Published, org: &str, metrics_path: &str) -> String {
-    let status = &published.status;
+pub(crate) fn render(status: &Status, org: &str, metrics_path: &str) -> String {
     let mut page = String::with_capacity(8192);
     let org_html = escape(org);
     let _ = write!(
@@ -22,7 +21,7 @@ pub fn render(published: &Published, org: &str, metrics_path: &str) -> String {
          <a href=\"{path}\">Metrics</a> · <a href=\"/healthz\">Health</a></p>\n",
         path = escape(metrics_path),
     );
-    refresh_section(&mut page, published);
+    refresh_section(&mut page, status);
     match &status.snapshot {
         Some(snapshot) => {
             features_section(&mut page, snapshot);
@@ -49,8 +48,7 @@ th{background:#f4f4f6}.num{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}.soon{color:#c62828}\
 .empty{color:#666}footer{margin-top:2rem;color:#888;font-size:.8rem}";
 
-fn refresh_section(page: &mut String, published: &Published) {
-    let s = &published.status;
+fn refresh_section(page: &mut String, s: &Status) {
     page.push_str("<h2>Latest refresh</h2>\n<table class=\"refresh\">\n");
     if s.successes + s.failures == 0 {
         page.push_str("<tr><th>Result</th><td>not refreshed yet</td></tr>\n</table>\n");
@@ -101,7 +99,7 @@ fn features_section(page: &mut String, snapshot: &Snapshot) {
         );
     }
     for (key, usage) in &snapshot.server_features {
-        let [_, group, _, server, feature, _, _] = key;
+        let (group, server, feature) = (&key.server.group_name, &key.server.name, &key.feature);
         let capacity = usage.total.unwrap_or(0.0);
         let (percent, class) = if capacity > 0.0 {
             let p = (usage.active_leases / capacity * 100.0).clamp(0.0, 100.0);
@@ -140,6 +138,17 @@ fn features_section(page: &mut String, snapshot: &Snapshot) {
     page.push_str("</table>\n");
 }
 
+/// An entitlement key without its ems ids: the line of the page it goes to.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct FeatureOf<'a> {
+    group_id: &'a str,
+    group: &'a str,
+    feature: &'a str,
+    version: &'a str,
+    product: &'a str,
+    license_type: &'a str,
+}
+
 /// One feature's line: the quantity of its product keys summed, and each
 /// key's (entitlement id, product key id, end date).
 type FeatureLine<'a> = (f64, Vec<(&'a str, &'a str, Option<f64>)>);
@@ -155,17 +164,33 @@ fn entitlements_section(page: &mut String, snapshot: &Snapshot, now: f64) {
     // One line per feature, summed over its product keys (a renewal or an
     // added key is a row of its own in the metrics); the end date of each
     // key is listed with its ids.
-    let mut features: BTreeMap<[&str; 6], FeatureLine> = BTreeMap::new();
+    let mut features: BTreeMap<FeatureOf, FeatureLine> = BTreeMap::new();
     for (key, row) in &snapshot.entitlements {
-        let [group_id, group, entitlement, product_key, feature, version, product, license_type] =
-            key;
         let line = features
-            .entry([group_id, group, feature, version, product, license_type].map(String::as_str))
+            .entry(FeatureOf {
+                group_id: &key.group_id,
+                group: &key.group_name,
+                feature: &key.feature,
+                version: &key.feature_version,
+                product: &key.product,
+                license_type: &key.license_type,
+            })
             .or_default();
         line.0 += row.total;
-        line.1.push((entitlement, product_key, row.end));
+        line.1
+            .push((&key.ems_entitlement_id, &key.ems_product_key_id, row.end));
     }
-    for ([_, group, feature, version, product, _], (total, keys)) in features {
+    for (
+        FeatureOf {
+            group,
+            feature,
+            version,
+            product,
+            ..
+        },
+        (total, keys),
+    ) in features
+    {
         let ends = keys
             .iter()
             .map(|(entitlement, product_key, end)| {
@@ -228,18 +253,15 @@ mod tests {
     #[test]
     fn entitlements_are_one_line_per_feature_with_each_product_keys_end() {
         use crate::snapshot::EntitlementRow;
-        let key = |pk: &str| -> crate::snapshot::EntitlementKey {
-            [
-                "1",
-                "g",
-                "ent-1",
-                pk,
-                "vWS",
-                "1.0",
-                "RTX <vWS>",
-                "CONCURRENT",
-            ]
-            .map(str::to_owned)
+        let key = |pk: &str| crate::snapshot::EntitlementKey {
+            group_id: "1".into(),
+            group_name: "g".into(),
+            ems_entitlement_id: "ent-1".into(),
+            ems_product_key_id: pk.into(),
+            feature: "vWS".into(),
+            feature_version: "1.0".into(),
+            product: "RTX <vWS>".into(),
+            license_type: "CONCURRENT".into(),
         };
         let end = days_from_civil(2026, 12, 12).unwrap() as f64 * 86_400.0;
         let mut snapshot = Snapshot::default();

@@ -9,7 +9,7 @@
 
 use crate::config::{Config, ListenAddr};
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn run(config: &Config) -> ExitCode {
     let tls = match &config.web_config_file {
-        Some(path) => match crate::web_config::load(path) {
+        Some(path) => match super::web_config::load(path) {
             Ok(web) => web.tls.is_some(),
             Err(e) => {
                 eprintln!("healthcheck failed: {e}");
@@ -35,32 +35,19 @@ pub fn run(config: &Config) -> ExitCode {
     }
 }
 
-/// The address to connect to: an unspecified listen address (`:9844`,
-/// `0.0.0.0`, `[::]`) is reached through loopback.
-fn target(listen: &ListenAddr) -> Result<SocketAddr, String> {
-    let loopback = |ip: IpAddr| match ip {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        other => other,
-    };
-    match listen {
-        ListenAddr::AllInterfaces(port) => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, *port))),
-        ListenAddr::Ip(addr) => Ok(SocketAddr::new(loopback(addr.ip()), addr.port())),
-        ListenAddr::Host(host, port) if host.eq_ignore_ascii_case("localhost") => {
-            Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, *port)))
-        }
-        ListenAddr::Host(host, port) => (host.as_str(), *port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host} has no address")),
-    }
-}
-
 fn check(listen: &ListenAddr, tls: bool) -> Result<(), String> {
-    let addr = target(listen)?;
-    let stream =
-        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
+    let targets =
+        super::listen::local_targets(listen).map_err(|e| format!("cannot resolve: {e}"))?;
+    let mut connected = Err(String::from("no address to connect to"));
+    for addr in targets {
+        connected = TcpStream::connect_timeout(&addr, TIMEOUT)
+            .map(|stream| (addr, stream))
+            .map_err(|e| format!("connect {addr}: {e}"));
+        if connected.is_ok() {
+            break;
+        }
+    }
+    let (addr, stream) = connected?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
@@ -156,40 +143,17 @@ fn no_verification() -> std::sync::Arc<rustls::ClientConfig> {
         }
     }
 
-    let provider = rustls::crypto::ring::default_provider();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider.clone()))
+    let provider = crate::tls::provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map(|b| {
             b.dangerous()
-                .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
+                .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(
+                    (*provider).clone(),
+                )))
                 .with_no_client_auth()
         });
     std::sync::Arc::new(
         config.expect("invariant: the ring provider supports the default TLS versions"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unspecified_addresses_are_checked_through_loopback() {
-        assert_eq!(
-            target(&ListenAddr::AllInterfaces(9844)).unwrap(),
-            "127.0.0.1:9844".parse().unwrap()
-        );
-        assert_eq!(
-            target(&ListenAddr::Ip("0.0.0.0:1".parse().unwrap())).unwrap(),
-            "127.0.0.1:1".parse().unwrap()
-        );
-        assert_eq!(
-            target(&ListenAddr::Ip("[::]:2".parse().unwrap())).unwrap(),
-            "[::1]:2".parse().unwrap()
-        );
-        assert_eq!(
-            target(&ListenAddr::Host("localhost".into(), 3)).unwrap(),
-            "127.0.0.1:3".parse().unwrap()
-        );
-    }
 }

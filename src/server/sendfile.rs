@@ -1,7 +1,7 @@
 //! Zero-copy sending of the large, shared part of plain-text bodies.
 //!
 //! The refresh part of a large plain body is also kept in a memfd (see
-//! `metrics::exposition`). A plain-TCP connection is wrapped in
+//! `bodies`). A plain-TCP connection is wrapped in
 //! `SendfileStream`; the handler tells it, through the connection's
 //! `Slot`, which shared bytes have a file copy. When hyper hands it a write
 //! whose slice lies inside those bytes, that slice goes out with
@@ -27,11 +27,28 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+/// A memfd holding `bytes`; None where memfds are not allowed (then the
+/// part is sent from memory, as small parts always are).
+pub(crate) fn memfd_with(bytes: &[u8]) -> Option<Arc<File>> {
+    use std::io::Write;
+    let fd = rustix::fs::memfd_create("exposition", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| tracing::debug!("no memfd for sendfile: {e}"))
+        .ok()?;
+    let mut file = File::from(fd);
+    match file.write_all(bytes) {
+        Ok(()) => Some(Arc::new(file)),
+        Err(e) => {
+            tracing::debug!("no memfd for sendfile: {e}");
+            None
+        }
+    }
+}
+
 /// Shared bytes and a file holding the same bytes from offset 0.
 #[derive(Debug, Clone)]
-pub struct FileBacked {
-    pub bytes: Bytes,
-    pub file: Arc<File>,
+pub(crate) struct FileBacked {
+    pub(crate) bytes: Bytes,
+    pub(crate) file: Arc<File>,
 }
 
 impl FileBacked {
@@ -47,9 +64,9 @@ impl FileBacked {
 
 /// What the current response of a connection may send from a file. A std
 /// mutex: held for a clone, never across an await.
-pub type Slot = Arc<Mutex<Option<FileBacked>>>;
+pub(crate) type Slot = Arc<Mutex<Option<FileBacked>>>;
 
-pub struct SendfileStream {
+pub(crate) struct SendfileStream {
     stream: TcpStream,
     slot: Slot,
     /// Set after sendfile failed in a way that will not get better.
@@ -60,7 +77,7 @@ pub struct SendfileStream {
 }
 
 impl SendfileStream {
-    pub fn new(stream: TcpStream, slot: Slot) -> SendfileStream {
+    pub(crate) fn new(stream: TcpStream, slot: Slot) -> SendfileStream {
         SendfileStream {
             stream,
             slot,
@@ -180,14 +197,10 @@ impl AsyncWrite for SendfileStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn memfd_with(bytes: &[u8]) -> File {
-        let fd = rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        let mut file = File::from(fd);
-        file.write_all(bytes).unwrap();
-        file
+    fn memfd(bytes: &[u8]) -> Arc<File> {
+        memfd_with(bytes).expect("memfds work here")
     }
 
     #[test]
@@ -195,7 +208,7 @@ mod tests {
         let bytes = Bytes::from(vec![7u8; 100]);
         let backed = FileBacked {
             bytes: bytes.clone(),
-            file: Arc::new(memfd_with(&bytes)),
+            file: memfd(&bytes),
         };
         assert_eq!(backed.offset_of(&bytes[..]), Some(0));
         assert_eq!(backed.offset_of(&bytes[40..60]), Some(40));
@@ -216,7 +229,7 @@ mod tests {
         );
         let slot: Slot = Arc::new(Mutex::new(Some(FileBacked {
             bytes: body.clone(),
-            file: Arc::new(memfd_with(&body)),
+            file: memfd(&body),
         })));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
