@@ -21,16 +21,17 @@ use tokio::time::Instant;
 /// refresh itself ends at SCRAPE_TIMEOUT, this covers building and rendering.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
-pub type RefreshFuture = Pin<Box<dyn Future<Output = Result<Snapshot, RefreshError>> + Send>>;
+pub(crate) type RefreshFuture =
+    Pin<Box<dyn Future<Output = Result<Snapshot, RefreshError>> + Send>>;
 /// Fetches and builds a snapshot; given the refresh deadline.
-pub type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
+pub(crate) type RefreshFn = Arc<dyn Fn(Instant) -> RefreshFuture + Send + Sync>;
 /// Makes what the outputs serve from a new status, once per refresh (the
 /// listener's ready bodies): `R` is the cache's to hold, not to know.
-pub type RenderFn<R> = Arc<dyn Fn(&Status) -> R + Send + Sync>;
+pub(crate) type RenderFn<R> = Arc<dyn Fn(&Status) -> R + Send + Sync>;
 
 /// Why a refresh published no new snapshot.
 #[derive(Debug)]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     /// The org could not be read (its group listing failed).
     Cls(ClsError),
     /// SCRAPE_TIMEOUT passed first.
@@ -61,7 +62,7 @@ impl std::error::Error for RefreshError {
 
 /// What the latest refresh attempt left behind.
 #[derive(Debug, Clone, Default)]
-pub struct Status {
+pub(crate) struct Status {
     pub snapshot: Option<Arc<Snapshot>>,
     pub up: bool,
     pub duration_seconds: f64,
@@ -76,14 +77,14 @@ pub struct Status {
 }
 
 /// Immutable once published; callers hold an `Arc` to it as long as they like.
-pub struct Published<R> {
+pub(crate) struct Published<R> {
     pub status: Status,
     pub rendered: R,
     /// When the latest attempt ended; None before the first one.
     attempted_at: Option<Instant>,
 }
 
-pub struct Cache<R> {
+pub(crate) struct Cache<R> {
     inner: Arc<Inner<R>>,
 }
 
@@ -110,7 +111,12 @@ struct Inner<R> {
 }
 
 impl<R: Send + Sync + 'static> Cache<R> {
-    pub fn new(refresh: RefreshFn, render: RenderFn<R>, ttl: Duration, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        refresh: RefreshFn,
+        render: RenderFn<R>,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Self {
         let status = Status::default();
         let rendered = render(&status);
         Cache {
@@ -130,14 +136,14 @@ impl<R: Send + Sync + 'static> Cache<R> {
     }
 
     /// What is published now, without refreshing.
-    pub fn current(&self) -> Arc<Published<R>> {
+    pub(crate) fn current(&self) -> Arc<Published<R>> {
         self.inner.load()
     }
 
     /// The published snapshot, refreshed first when it is older than the TTL.
     /// Failed attempts count too, so a failing API is asked once per TTL,
     /// not once per scrape.
-    pub async fn get(&self) -> Arc<Published<R>> {
+    pub(crate) async fn get(&self) -> Arc<Published<R>> {
         let published = self.inner.load();
         if let Some(at) = published.attempted_at {
             if at.elapsed() < self.inner.ttl {

@@ -1,36 +1,65 @@
 //! nvidia-license-server-exporter: reads license entitlements, servers,
 //! pools and active leases from NVIDIA's Cloud License Service and serves
-//! them as Prometheus metrics.
+//! them as Prometheus metrics, and pushes them over OTLP.
 //!
-//! Layout (data flows down):
-//! - `config`, `duration`: flags + environment → validated `Config`.
-//! - `cls`: the CLS API client (HTTP, JSON, paging, retries).
-//! - `snapshot`: API data → the immutable `Snapshot` of one refresh.
-//! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error.
-//! - `metrics`: the metric table, the text encoder, ready-to-send bodies.
-//! - `otlp`: the same families pushed to an OpenTelemetry collector.
-//! - `server`: the HTTP listener (`sendfile`: zero-copy large bodies);
-//!   `status_page`: the HTML page at `/`;
-//!   `healthcheck`: the `healthcheck` subcommand.
+//! Layout (data flows down; ARCHITECTURE.md has the map):
+//! - `config`: flags + environment → validated `Config`;
+//! - `cls`: the CLS API client (HTTP, JSON, paging, retries);
+//! - `snapshot`: API data → the immutable `Snapshot` of one refresh;
+//! - `cache`: the published snapshot, single-flight refresh, TTL, stale on error;
+//! - `metrics`: the metric table, the live families, the text encoder;
+//! - `server`: the HTTP listener, the status page, the healthcheck;
+//! - `otlp`: the same families pushed to an OpenTelemetry collector;
+//! - `app`: the wiring; shared helpers: `tls`, `retry`, `clock`, `cause`,
+//!   `encoding`.
 //!
-//! The binary (`main.rs`) is wiring only; this library exists so that the
-//! fuzz targets and the benchmarks reach the same code the binary runs.
+//! The binary (`main.rs`) only calls `main`. The library exists so that the
+//! fuzz targets and the benchmarks run the code the binary runs; `harness`
+//! is all they reach, and nothing else is public.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub use app::main;
 
 mod app;
-pub mod cache;
+mod cache;
 mod cause;
 mod clock;
-pub mod cls;
-pub mod config;
-pub mod duration;
+mod cls;
+#[allow(unreachable_pub)] // until the config module is restructured
+mod config;
+#[allow(unreachable_pub)]
+mod duration;
 mod encoding;
-pub mod metrics;
-pub mod otlp;
+mod metrics;
+mod otlp;
 mod retry;
-pub mod server;
-pub mod snapshot;
+mod server;
+mod snapshot;
 mod tls;
+
+/// What the fuzz targets and the benchmarks drive: decoding CLS answers,
+/// building a snapshot, the metric table, the encoder, the settings parser.
+/// Not an API: it changes with the code.
+#[doc(hidden)]
+pub mod harness {
+    pub use crate::cls::decode::{decode_page, Page};
+    pub use crate::cls::error::{ClsError, Endpoint, ErrorKind};
+    pub use crate::cls::model;
+    pub use crate::cls::stats::ApiStats;
+    pub use crate::cls::walk::{GroupData, OrgData, ServerData};
+    pub use crate::config::{parse, Command};
+    pub use crate::duration::{format_go_duration, parse_go_duration};
+    pub use crate::metrics::exposition::live_text;
+    pub use crate::metrics::families::{self, refresh_families, RefreshState};
+    pub use crate::metrics::family::{Desc, Family, Kind, Labels, Metric, Sample};
+    pub use crate::metrics::live::{process_families, push_families, PushCounts};
+    pub use crate::metrics::process::ProcessStats;
+    pub use crate::metrics::text::{encode, Format, Prepared};
+    pub use crate::retry::parse_retry_after;
+    pub use crate::snapshot::{
+        EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerFeatureKey,
+        ServerInfoKey, ServerKey, Snapshot,
+    };
+}

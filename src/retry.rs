@@ -70,7 +70,7 @@ fn seed() -> u64 {
 /// for a date in the past). None for anything else. A date is counted in
 /// whole seconds, the unit both the header and the clock of the server that
 /// sent it have.
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -7,7 +7,7 @@
 //! separated by NUL bytes (which JSON cannot hold raw), joined into an org so
 //! that the snapshot's cross-references (feature ids, lease server ids) meet
 //! real data; kind 5 is a `Retry-After` header value (an HTTP-date parser
-//! of its own). The higher bits (byte / 6) mark the first server's leases
+//! of the `retry` module). The higher bits (byte / 6) mark the first server's leases
 //! as unknown, record a failed sub-request, and add a second server.
 
 #![no_main]
@@ -15,16 +15,14 @@
 use exporter_fuzz::exposition::check;
 use exporter_fuzz::{flavor, good_refresh, scrape_bodies};
 use libfuzzer_sys::fuzz_target;
-use nvidia_license_server_exporter::cls::client::{
-    decode_page, parse_retry_after, Page, ServerData,
-};
-use nvidia_license_server_exporter::cls::error::{ClsError, ErrorKind};
-use nvidia_license_server_exporter::cls::model::{
+use nvidia_license_server_exporter::harness::model::{
     LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer, LicenseServersPage,
     VirtualGroup, VirtualGroupsPage,
 };
-use nvidia_license_server_exporter::cls::{Endpoint, GroupData, OrgData};
-use nvidia_license_server_exporter::snapshot::Snapshot;
+use nvidia_license_server_exporter::harness::Snapshot;
+use nvidia_license_server_exporter::harness::{decode_page, parse_retry_after, Page, ServerData};
+use nvidia_license_server_exporter::harness::{ClsError, ErrorKind};
+use nvidia_license_server_exporter::harness::{Endpoint, GroupData, OrgData};
 
 /// Input kinds, picked by the first byte: see the top of the file.
 const KINDS: u8 = 6;
@@ -151,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
     if kind == 5 {
         // Any number of seconds is a valid answer: the retry loop checks
         // the wait against the deadline without overflow (`ends_before`).
-        let _ = parse_retry_after(&String::from_utf8_lossy(rest));
+        let _ = parse_retry_after(&String::from_utf8_lossy(rest), std::time::SystemTime::now());
         return;
     }
     let bodies: Vec<&[u8]> = if kind == 4 {

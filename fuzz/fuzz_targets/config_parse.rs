@@ -15,8 +15,8 @@
 
 use exporter_fuzz::text;
 use libfuzzer_sys::fuzz_target;
-use nvidia_license_server_exporter::config::{parse, Command};
-use nvidia_license_server_exporter::duration::{format_go_duration, parse_go_duration};
+use nvidia_license_server_exporter::harness::{format_go_duration, parse_go_duration};
+use nvidia_license_server_exporter::harness::{parse, Command};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

@@ -17,37 +17,22 @@
 use exporter_fuzz::exposition::{check, Sample as Parsed};
 use exporter_fuzz::{fields, flavor, good_refresh, scrape_bodies, text, FIELD_SEPARATOR};
 use libfuzzer_sys::fuzz_target;
-use nvidia_license_server_exporter::cls::client::ServerData;
-use nvidia_license_server_exporter::cls::model::{
+use nvidia_license_server_exporter::harness::model::{
     ClientProperties, Entitlement, EntitlementFeature, Lease, LeaseClient, LicensePool,
     LicenseServer, PoolFeature, ProductKey, ServerFeature, VirtualGroup,
 };
-use nvidia_license_server_exporter::cls::{GroupData, OrgData};
-use nvidia_license_server_exporter::metrics::families::{
-    self, process_families, push_families, Desc, Family, Kind, PushCounts, Sample,
+use nvidia_license_server_exporter::harness::Format;
+use nvidia_license_server_exporter::harness::ProcessStats;
+use nvidia_license_server_exporter::harness::ServerData;
+use nvidia_license_server_exporter::harness::Snapshot;
+use nvidia_license_server_exporter::harness::{
+    families, process_families, push_families, Family, Kind, Metric, PushCounts,
 };
-use nvidia_license_server_exporter::metrics::process::ProcessStats;
-use nvidia_license_server_exporter::metrics::text::Format;
-use nvidia_license_server_exporter::snapshot::Snapshot;
+use nvidia_license_server_exporter::harness::{GroupData, OrgData};
 use std::collections::HashSet;
 
 /// Fields read from one input; more would only repeat the same paths.
 const MAX_FIELDS: usize = 48;
-
-/// Families of every label arity the table has, gauges and counters, with
-/// and without the org label.
-static DESCS: &[&Desc] = &[
-    &families::UP,
-    &families::ENTITLEMENT_TOTAL,
-    &families::SERVER_INFO_DESC,
-    &families::POOL_ALLOTMENT,
-    &families::ENTITLEMENT_END,
-    &families::REFRESHES,
-    &families::API_REQUESTS,
-    &families::BUILD_INFO,
-    &families::PROCESS_CPU,
-    &families::PROCESS_RSS,
-];
 
 /// A value from a field's first 8 bytes. Counters get a count (never
 /// negative or NaN: OpenMetrics forbids that, and the exporter's are u64).
@@ -66,47 +51,52 @@ fn value(field: &[u8], counter: bool) -> f64 {
 /// Families from the table with the fields as raw label values, one label
 /// set per sample at most once (the exporter's come from map keys).
 fn raw_families(strings: &[String], raw: &[&[u8]]) -> Vec<Family> {
-    let mut out = Vec::new();
-    for (i, desc) in DESCS.iter().enumerate() {
-        let counter = desc.kind == Kind::Counter;
+    /// Two samples of `metric`, family number `i`, their labels and values
+    /// taken from the fields in turn.
+    fn two<K, const N: usize>(
+        metric: &'static Metric<K, N>,
+        i: usize,
+        strings: &[String],
+        raw: &[&[u8]],
+    ) -> Family {
+        let counter = metric.desc.kind == Kind::Counter;
         let mut seen = HashSet::new();
-        let mut samples = Vec::new();
-        let width = desc.labels.len();
-        for s in 0..3 {
-            // The third sample may have fewer values than the family has
-            // labels (none, too): encode() takes any families.
-            let values = if s == 2 {
-                strings.len() % (width + 1)
-            } else {
-                width
-            };
-            let labels: Vec<String> = (0..values)
-                .map(|l| strings[(i + s * width + l) % strings.len()].clone())
-                .collect();
-            if !seen.insert(labels.clone()) {
-                continue;
-            }
-            let field = raw[(i + s) % raw.len()];
-            samples.push(Sample {
-                labels,
-                value: value(field, counter),
-            });
-        }
-        out.push(Family { desc, samples });
+        let rows: Vec<([String; N], f64)> = (0..2)
+            .map(|s| {
+                let labels: [String; N] =
+                    std::array::from_fn(|l| strings[(i + s * N + l) % strings.len()].clone());
+                (labels, value(raw[(i + s) % raw.len()], counter))
+            })
+            .filter(|(labels, _)| seen.insert(labels.clone()))
+            .collect();
+        metric.family_of_values(rows)
     }
-    out
+    // Families of every label arity the table has, gauges and counters,
+    // with and without the org label.
+    vec![
+        two(&families::UP, 0, strings, raw),
+        two(&families::ENTITLEMENT_TOTAL, 1, strings, raw),
+        two(&families::SERVER_INFO, 2, strings, raw),
+        two(&families::POOL_ALLOTMENT, 3, strings, raw),
+        two(&families::ENTITLEMENT_END, 4, strings, raw),
+        two(&families::REFRESHES, 5, strings, raw),
+        two(&families::API_REQUESTS, 6, strings, raw),
+        two(&families::BUILD_INFO, 7, strings, raw),
+        two(&families::PROCESS_CPU, 8, strings, raw),
+        two(&families::PROCESS_RSS, 9, strings, raw),
+    ]
 }
 
 /// What the checker must read back from `families`.
 fn expected(families: &[Family], org: &str) -> Vec<Parsed> {
     let mut out = Vec::new();
     for family in families {
-        let desc = family.desc;
+        let desc = family.desc();
         let name = match desc.kind {
             Kind::Counter => format!("{}_total", desc.name),
             Kind::Gauge => desc.name.to_owned(),
         };
-        for sample in &family.samples {
+        for sample in family.samples() {
             let mut labels = Vec::new();
             if desc.org_label {
                 labels.push(("org_name".to_owned(), org.to_owned()));
@@ -115,12 +105,12 @@ fn expected(families: &[Family], org: &str) -> Vec<Parsed> {
                 desc.labels
                     .iter()
                     .map(|l| l.to_string())
-                    .zip(sample.labels.iter().cloned()),
+                    .zip(sample.labels().iter().cloned()),
             );
             out.push(Parsed {
                 name: name.clone(),
                 labels,
-                value: sample.value,
+                value: sample.value(),
             });
         }
     }

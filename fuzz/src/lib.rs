@@ -9,11 +9,11 @@
 #[path = "../../proto-tests/support/exposition.rs"]
 pub mod exposition;
 
-use nvidia_license_server_exporter::cls::ApiStats;
-use nvidia_license_server_exporter::metrics::exposition::live_text;
-use nvidia_license_server_exporter::metrics::families::{refresh_families, Family, RefreshState};
-use nvidia_license_server_exporter::metrics::text::{Format, Prepared};
-use nvidia_license_server_exporter::snapshot::Snapshot;
+use nvidia_license_server_exporter::harness::live_text;
+use nvidia_license_server_exporter::harness::ApiStats;
+use nvidia_license_server_exporter::harness::Snapshot;
+use nvidia_license_server_exporter::harness::{refresh_families, Family, RefreshState};
+use nvidia_license_server_exporter::harness::{Format, Prepared};
 
 /// The byte that separates fields in the inputs of `encoder_grammar`: it
 /// never occurs in UTF-8, so any string can sit in a field.

@@ -30,7 +30,7 @@ fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> R
 }
 
 /// One page's items and what its `paginationInfo` says (None without one).
-pub type DecodedPage<T> = (Vec<T>, Option<PageInfo>);
+pub(crate) type DecodedPage<T> = (Vec<T>, Option<PageInfo>);
 
 /// Everything the client does to turn an answer's body into items: the JSON
 /// object check, the lenient model, `compressedClients`, `paginationInfo`.

@@ -87,10 +87,10 @@ impl ClsError {
 /// The most characters of a path or a cause that a message quotes. Ids in
 /// paths are API data: a hostile one must not make a log line of hundreds of
 /// KiB, which log shippers split into several records.
-pub const MAX_QUOTED_CHARS: usize = 512;
+pub(crate) const MAX_QUOTED_CHARS: usize = 512;
 
 /// `text` cut to `MAX_QUOTED_CHARS` characters, saying how long it was.
-pub fn shorten(text: &str) -> Cow<'_, str> {
+pub(crate) fn shorten(text: &str) -> Cow<'_, str> {
     match text.char_indices().nth(MAX_QUOTED_CHARS) {
         None => Cow::Borrowed(text),
         Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes in all)", &text[..cut], text.len())),

@@ -11,17 +11,17 @@
 //!   `stats`: request and guard counters; `proxy`: HTTPS_PROXY tunnels.
 
 pub(crate) mod client;
-pub mod decode;
-pub mod error;
+pub(crate) mod decode;
+pub(crate) mod error;
 pub mod model;
 pub(crate) mod paging;
 pub(crate) mod proxy;
 pub(crate) mod request;
 pub(crate) mod segment;
-pub mod stats;
-pub mod walk;
+pub(crate) mod stats;
+pub(crate) mod walk;
 
 pub(crate) use client::{ClientSettings, ClsClient};
-pub use error::Endpoint;
-pub use stats::ApiStats;
-pub use walk::{GroupData, OrgData, ServerData};
+pub(crate) use error::Endpoint;
+pub(crate) use stats::ApiStats;
+pub(crate) use walk::{GroupData, OrgData};

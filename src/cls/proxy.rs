@@ -17,7 +17,7 @@ use tower_service::Service;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Clone)]
-pub struct ProxyConnector {
+pub(crate) struct ProxyConnector {
     http: HttpConnector,
     /// None: no proxy configured, every connection is direct.
     matcher: Option<Arc<Matcher>>,
@@ -26,7 +26,11 @@ pub struct ProxyConnector {
 impl ProxyConnector {
     /// `proxy` is an `http://host:port` URL (validated by config);
     /// `no_proxy` are NO_PROXY entries (host names, domains, IPs, CIDRs).
-    pub fn new(http: HttpConnector, proxy: Option<&str>, no_proxy: &[String]) -> ProxyConnector {
+    pub(crate) fn new(
+        http: HttpConnector,
+        proxy: Option<&str>,
+        no_proxy: &[String],
+    ) -> ProxyConnector {
         let matcher = proxy.map(|proxy| {
             // Plain http:// targets (a test or an internal mirror) use the
             // same proxy, through the same CONNECT tunnel.

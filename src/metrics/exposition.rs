@@ -24,7 +24,7 @@ const OPENMETRICS_EOF: &str = "# EOF\n";
 
 /// One format's refresh part, plain and as the head of a gzip member.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub(crate) struct Part {
     pub plain: Bytes,
     gzip_head: Bytes,
     crc: u32,
@@ -32,13 +32,13 @@ pub struct Part {
 
 /// The refresh part in both formats.
 #[derive(Debug, Clone)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub text: Part,
     pub openmetrics: Part,
 }
 
 impl Rendered {
-    pub fn new(families: &[Family], org: &str) -> Rendered {
+    pub(crate) fn new(families: &[Family], org: &str) -> Rendered {
         // Label sets are escaped once for both formats.
         let prepared = Prepared::new(families, org);
         let render = |format| {
@@ -52,7 +52,7 @@ impl Rendered {
         }
     }
 
-    pub fn part(&self, format: Format) -> &Part {
+    pub(crate) fn part(&self, format: Format) -> &Part {
         match format {
             Format::Text004 => &self.text,
             Format::OpenMetrics => &self.openmetrics,
@@ -75,15 +75,23 @@ impl Part {
     }
 
     /// The whole body as two chunks, the refresh part shared (not copied):
-    /// the live families and, for OpenMetrics, `# EOF` come after it.
-    pub fn body(&self, live: &[Family], org: &str, format: Format, gzip: bool) -> [Bytes; 2] {
+    /// the live families and, for OpenMetrics, `# EOF` come after it (the
+    /// listener's live tail does the same for a scrape).
+    #[cfg(test)]
+    pub(crate) fn body(
+        &self,
+        live: &[Family],
+        org: &str,
+        format: Format,
+        gzip: bool,
+    ) -> [Bytes; 2] {
         let live = live_text(live, org, format);
         [self.head(gzip), self.tail(&live, gzip)]
     }
 
     /// The first chunk of a body: this part, plain or as the head of a gzip
     /// member; a reference to the shared bytes.
-    pub fn head(&self, gzip: bool) -> Bytes {
+    pub(crate) fn head(&self, gzip: bool) -> Bytes {
         if gzip {
             self.gzip_head.clone()
         } else {
@@ -94,7 +102,7 @@ impl Part {
     /// The second chunk of a body, given the live text (`live_text`): as it
     /// is, or as the final deflate block and the gzip trailer that continue
     /// this part's head.
-    pub fn tail(&self, live: &Bytes, gzip: bool) -> Bytes {
+    pub(crate) fn tail(&self, live: &Bytes, gzip: bool) -> Bytes {
         if !gzip {
             return live.clone();
         }

@@ -484,7 +484,7 @@ pub fn refresh_families(state: &RefreshState) -> Vec<Family> {
 }
 
 /// The OTLP push's families.
-pub(crate) fn push_families(p: &PushCounts) -> Vec<Family> {
+pub fn push_families(p: &PushCounts) -> Vec<Family> {
     let mut out = vec![OTLP_PUSHES.family([
         (&ResultLabel("success"), p.success as f64),
         (&ResultLabel("partial"), p.partial as f64),

@@ -127,6 +127,28 @@ impl<K: Labels<N>, const N: usize> Metric<K, N> {
     }
 }
 
+impl<K, const N: usize> Metric<K, N> {
+    /// The family with one sample per row of label values, in label order:
+    /// as many values as the family has labels, but any text. For the fuzz
+    /// targets, which put arbitrary strings in every label; the exporter
+    /// makes its families from keys (`family`).
+    pub fn family_of_values(
+        &'static self,
+        rows: impl IntoIterator<Item = ([String; N], f64)>,
+    ) -> Family {
+        Family {
+            desc: &self.desc,
+            samples: rows
+                .into_iter()
+                .map(|(labels, value)| Sample {
+                    labels: labels.to_vec(),
+                    value,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Metric<NoLabels, 0> {
     /// The family of one sample.
     pub fn one(&'static self, value: f64) -> Family {

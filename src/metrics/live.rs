@@ -3,9 +3,9 @@
 //! now. The listener renders them after the refresh part of every body; the
 //! push sends them with every batch.
 
+pub use super::families::push_families;
 use super::families::{
-    push_families, PROCESS_CPU, PROCESS_MAX_FDS, PROCESS_OPEN_FDS, PROCESS_RSS, PROCESS_START,
-    PROCESS_VSZ,
+    PROCESS_CPU, PROCESS_MAX_FDS, PROCESS_OPEN_FDS, PROCESS_RSS, PROCESS_START, PROCESS_VSZ,
 };
 use super::family::Family;
 use super::process::ProcessStats;
@@ -20,7 +20,7 @@ pub(crate) fn read(push: Option<PushCounts>) -> Vec<Family> {
     out
 }
 
-pub(crate) fn process_families(p: &ProcessStats) -> Vec<Family> {
+pub fn process_families(p: &ProcessStats) -> Vec<Family> {
     let mut out = vec![
         PROCESS_CPU.one(p.cpu_seconds),
         PROCESS_RSS.one(p.resident_bytes),
@@ -47,7 +47,7 @@ pub struct PushCounts {
 /// by every scrape, no lock shared with either. Here, not in `otlp`, so
 /// that the listener reads them without knowing the push.
 #[derive(Debug, Default)]
-pub struct PushStats {
+pub(crate) struct PushStats {
     success: AtomicU64,
     partial: AtomicU64,
     failure: AtomicU64,
@@ -56,7 +56,7 @@ pub struct PushStats {
 }
 
 impl PushStats {
-    pub fn counts(&self) -> PushCounts {
+    pub(crate) fn counts(&self) -> PushCounts {
         let last = f64::from_bits(self.last_success.load(Ordering::Relaxed));
         PushCounts {
             success: self.success.load(Ordering::Relaxed),

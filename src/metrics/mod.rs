@@ -4,9 +4,9 @@
 //! exposition rendered once per refresh (`exposition`). No I/O but the
 //! `/proc` reads of `process`.
 
-pub mod exposition;
+pub(crate) mod exposition;
 pub mod families;
-pub mod family;
-pub mod live;
-pub mod process;
-pub mod text;
+pub(crate) mod family;
+pub(crate) mod live;
+pub(crate) mod process;
+pub(crate) mod text;

@@ -175,7 +175,7 @@ impl Skeleton {
 }
 
 /// Label values escape `\`, `"` and newline (both formats).
-pub fn escape_label_value(out: &mut String, value: &str) {
+pub(crate) fn escape_label_value(out: &mut String, value: &str) {
     let mut rest = value;
     while let Some(at) = rest.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(&rest[..at]);
@@ -204,7 +204,7 @@ fn escape_help(out: &mut String, help: &str, format: Format) {
 /// Integers without a decimal point, other finite values in the shortest
 /// form that reads back exactly, and the exposition spellings of the
 /// special values (never Rust's `inf`).
-pub fn write_value(out: &mut String, value: f64) {
+pub(crate) fn write_value(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("NaN");
     } else if value.is_infinite() {

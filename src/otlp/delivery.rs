@@ -18,7 +18,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// One export attempt; `timeout` is the time left for it.
-pub trait Export: Send + Sync {
+pub(crate) trait Export: Send + Sync {
     fn export(
         &self,
         request: &ExportMetricsServiceRequest,
@@ -37,7 +37,7 @@ impl Export for Transport {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Delivered {
         accepted: Accepted,
         attempts: u32,

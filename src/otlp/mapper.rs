@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 /// What stays the same for every push of this process.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Resource attributes in order, keys unique.
     pub resource: Vec<(String, String)>,
     /// The constant `org_name` label.
@@ -34,7 +34,7 @@ pub struct Identity {
 /// resolved name and instance id win over the same keys in `extra` (config
 /// already folded them in); a `service.version` given there wins over ours.
 /// A key repeated in `extra` keeps its last value.
-pub fn resource_attributes(
+pub(crate) fn resource_attributes(
     service_name: &str,
     service_instance_id: &str,
     service_version: &str,
@@ -59,7 +59,7 @@ pub fn resource_attributes(
 
 /// `snapshot` families carry the snapshot time; `live` ones (process figures,
 /// push counters) the time they were read.
-pub fn request(
+pub(crate) fn request(
     id: &Identity,
     snapshot: &[Family],
     snapshot_time: f64,

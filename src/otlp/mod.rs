@@ -12,9 +12,9 @@
 //! over gRPC or HTTP, answer classification), `delivery` (retries, backoff,
 //! deadline).
 
-pub mod delivery;
-pub mod mapper;
-pub mod transport;
+pub(crate) mod delivery;
+pub(crate) mod mapper;
+pub(crate) mod transport;
 
 use crate::cache::{Cache, Published, Status};
 use crate::clock::unix_now;
@@ -29,14 +29,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
-pub use transport::{Material, Transport};
+pub(crate) use transport::{Material, Transport};
 
 /// The snapshot part of the metric table for a published status (the same
 /// families the text encoder gets).
-pub type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
+pub(crate) type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
 
 /// The running push; `shutdown` ends it with a last push.
-pub struct Push<R> {
+pub(crate) struct Push<R> {
     shared: Arc<Shared<R>>,
     ticker: JoinHandle<()>,
     sender: JoinHandle<()>,
@@ -112,7 +112,7 @@ impl<R: Send + Sync + 'static> Push<R> {
 
     /// Stops both tasks and pushes what is published now (no refresh),
     /// giving up after `within`.
-    pub async fn shutdown(self, within: Duration) {
+    pub(crate) async fn shutdown(self, within: Duration) {
         self.ticker.abort();
         self.sender.abort();
         let shared = self.shared;

@@ -32,7 +32,7 @@ const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VE
 
 /// The collector took the batch; `rejected` data points of it were refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub rejected: i64,
     /// The collector's partial-success message, possibly empty.
     pub message: String,
@@ -40,7 +40,7 @@ pub struct Accepted {
 
 /// Why an attempt failed, and whether the OTLP specification allows a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// `delay`: what the collector asked for (gRPC RetryInfo, HTTP Retry-After).
     Retryable {
         reason: String,
@@ -54,7 +54,7 @@ pub enum Failure {
 /// not fit together or a bad header is a bad setting (exit 2), not a failed
 /// push.
 #[derive(Clone)]
-pub struct Material {
+pub(crate) struct Material {
     /// PEM, holding at least one certificate, for tonic.
     ca: Option<Vec<u8>>,
     /// PEM certificate chain and key, for tonic.
@@ -70,7 +70,7 @@ const CLIENT_CERT: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
 const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
 
 impl Material {
-    pub fn load(config: &OtelConfig) -> Result<Material, String> {
+    pub(crate) fn load(config: &OtelConfig) -> Result<Material, String> {
         let (ca, roots) = match &config.certificate {
             None => (None, Vec::new()),
             Some(path) => {
@@ -134,7 +134,7 @@ impl Material {
 
 /// A connection to the collector; cheap to clone.
 #[derive(Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     // Boxed: both clients are a few hundred bytes.
     Grpc(Box<Grpc>),
     Http(Box<Http>),
@@ -143,7 +143,7 @@ pub enum Transport {
 impl Transport {
     /// Connects lazily: a collector that is down at start is reached once it
     /// is up. Must run inside the runtime.
-    pub fn new(config: &OtelConfig, material: &Material) -> Result<Transport, String> {
+    pub(crate) fn new(config: &OtelConfig, material: &Material) -> Result<Transport, String> {
         match config.protocol {
             OtlpProtocol::Grpc => Grpc::new(config, material).map(|g| Transport::Grpc(Box::new(g))),
             OtlpProtocol::HttpProtobuf => {
@@ -153,7 +153,7 @@ impl Transport {
     }
 
     /// One attempt; `timeout` is also told to the collector (`grpc-timeout`).
-    pub async fn export(
+    pub(crate) async fn export(
         &self,
         request: &ExportMetricsServiceRequest,
         timeout: Duration,
@@ -166,7 +166,7 @@ impl Transport {
 }
 
 #[derive(Clone)]
-pub struct Grpc {
+pub(crate) struct Grpc {
     client: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
 }
@@ -234,7 +234,7 @@ fn accepted(response: ExportMetricsServiceResponse) -> Accepted {
 
 /// The OTLP specification's retryable gRPC codes; RESOURCE_EXHAUSTED only
 /// when the collector says when to come back (RetryInfo).
-pub fn classify_grpc(status: &tonic::Status) -> Failure {
+pub(crate) fn classify_grpc(status: &tonic::Status) -> Failure {
     use tonic::Code;
     let delay = retry_delay(status.details());
     let mut reason = format!("{:?}: {}", status.code(), status.message());
@@ -259,7 +259,7 @@ use crate::cause::chain as error_chain;
 /// `google.rpc.Status` and the parts of it read here (no googleapis crate
 /// for three messages).
 #[derive(Clone, PartialEq, Message)]
-pub struct RpcStatus {
+pub(crate) struct RpcStatus {
     #[prost(int32, tag = "1")]
     pub code: i32,
     #[prost(string, tag = "2")]
@@ -269,7 +269,7 @@ pub struct RpcStatus {
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub struct ProtoAny {
+pub(crate) struct ProtoAny {
     #[prost(string, tag = "1")]
     pub type_url: String,
     #[prost(bytes = "vec", tag = "2")]
@@ -277,20 +277,20 @@ pub struct ProtoAny {
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub struct RetryInfo {
+pub(crate) struct RetryInfo {
     #[prost(message, optional, tag = "1")]
     pub retry_delay: Option<ProtoDuration>,
 }
 
 #[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
+pub(crate) struct ProtoDuration {
     #[prost(int64, tag = "1")]
     pub seconds: i64,
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }
 
-pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+pub(crate) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// The RetryInfo delay in a `google.rpc.Status` (gRPC `grpc-status-details-bin`,
 /// or an OTLP/HTTP error body).
@@ -314,7 +314,7 @@ fn retry_delay(status_details: &[u8]) -> Option<Duration> {
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 #[derive(Clone)]
-pub struct Http {
+pub(crate) struct Http {
     client: HttpClient,
     uri: hyper::Uri,
     headers: HeaderMap,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// the extra system calls cost more than the copy they save.
 pub(crate) const SENDFILE_MIN_BYTES: usize = 64 * 1024;
 
-pub struct Bodies {
+pub(crate) struct Bodies {
     rendered: Rendered,
     /// The plain part of each format in a memfd, for parts of
     /// SENDFILE_MIN_BYTES and more where the kernel allows memfds.
@@ -28,7 +28,7 @@ fn index(format: Format) -> usize {
 }
 
 impl Bodies {
-    pub fn new(rendered: Rendered) -> Bodies {
+    pub(crate) fn new(rendered: Rendered) -> Bodies {
         let copy = |part: &Part| {
             (part.plain.len() >= SENDFILE_MIN_BYTES)
                 .then(|| memfd_with(&part.plain))

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn run(config: &Config) -> ExitCode {
+pub(crate) fn run(config: &Config) -> ExitCode {
     let tls = match &config.web_config_file {
         Some(path) => match super::web_config::load(path) {
             Ok(web) => web.tls.is_some(),

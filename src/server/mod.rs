@@ -12,7 +12,7 @@
 
 mod bodies;
 mod body;
-pub mod healthcheck;
+pub(crate) mod healthcheck;
 pub(crate) mod listen;
 mod live_tail;
 mod negotiate;
@@ -20,9 +20,9 @@ mod routes;
 mod sendfile;
 mod stall_guard;
 pub(crate) mod status_page;
-pub mod web_config;
+pub(crate) mod web_config;
 
-pub use bodies::Bodies;
+pub(crate) use bodies::Bodies;
 
 use crate::cache::Cache;
 use crate::metrics::live::PushStats;
@@ -50,7 +50,7 @@ pub(crate) const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight responses may take to finish after SIGTERM.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct AppState {
+pub(crate) struct AppState {
     pub cache: Cache<Bodies>,
     pub metrics_path: String,
     pub org: String,
@@ -67,7 +67,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         cache: Cache<Bodies>,
         metrics_path: String,
         org: String,
@@ -91,7 +91,7 @@ impl AppState {
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight
 /// exchanges finish within `DRAIN_TIMEOUT`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,

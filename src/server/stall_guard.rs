@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub struct StallGuard<T> {
+pub(super) struct StallGuard<T> {
     inner: T,
     limit: Duration,
     /// Armed while a write is pending; disarmed on any progress.
@@ -19,7 +19,7 @@ pub struct StallGuard<T> {
 }
 
 impl<T> StallGuard<T> {
-    pub fn new(inner: T, limit: Duration) -> Self {
+    pub(super) fn new(inner: T, limit: Duration) -> Self {
         StallGuard {
             inner,
             limit,

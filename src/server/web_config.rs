@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 use yaml_rust2::{Yaml, YamlLoader};
 
-pub struct WebConfig {
+pub(crate) struct WebConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub auth: Option<Arc<BasicAuth>>,
 }
 
 /// Reads and checks the whole file; every error names the file and the key.
-pub fn load(path: &Path) -> Result<WebConfig, String> {
+pub(crate) fn load(path: &Path) -> Result<WebConfig, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("WEB_CONFIG_FILE=\"{shown}\" cannot be read: {e}"))?;
@@ -201,7 +201,7 @@ fn is_bcrypt(hash: &str) -> bool {
 }
 
 /// Basic auth users and a cache of verified credentials.
-pub struct BasicAuth {
+pub(crate) struct BasicAuth {
     users: Vec<(String, String)>,
     /// Checked for unknown users (same cost as the first configured hash).
     dummy: String,
@@ -216,7 +216,7 @@ const CACHE_LIMIT: usize = 1024;
 impl BasicAuth {
     /// Checks an `Authorization` header value. CPU-heavy (bcrypt) unless the
     /// credentials verified before: call it off the async threads.
-    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) fn check(&self, authorization: Option<&[u8]>) -> bool {
         let Some((user, password)) = authorization.and_then(credentials) else {
             return false;
         };

@@ -6,7 +6,7 @@ pub(crate) const FAR_FUTURE: f64 = 221_845_392_000.0;
 
 /// `YYYY-MM-DD` or RFC 3339 (`2025-01-01T00:00:00Z`, offsets and fractions
 /// allowed) as unix seconds; anything else is unknown.
-pub fn parse_date(text: &str) -> Option<f64> {
+pub(crate) fn parse_date(text: &str) -> Option<f64> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {

@@ -5,7 +5,7 @@
 //! exposition); the metric table pairs each field with its label name.
 
 /// A label value as exported: trimmed, `unknown` when empty.
-pub fn label(value: &str) -> String {
+pub(crate) fn label(value: &str) -> String {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         "unknown".to_owned()

@@ -9,8 +9,9 @@
 mod dates;
 mod keys;
 
-pub use dates::parse_date;
-pub use keys::{label, EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey};
+pub(crate) use dates::parse_date;
+pub(crate) use keys::label;
+pub use keys::{EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey};
 
 use crate::cls::model::{LeaseClient, ServerFeature};
 use crate::cls::{Endpoint, GroupData, OrgData};

@@ -1,7 +1,7 @@
 //! Tests of `Snapshot::build`: counting rules, normalisation, merging.
 use super::*;
 use crate::cls::model::*;
-use crate::cls::ServerData;
+use crate::cls::walk::ServerData;
 
 fn server(id: &str, features: &[(&str, &str, f64)]) -> LicenseServer {
     LicenseServer {

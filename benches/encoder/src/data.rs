@@ -3,9 +3,12 @@
 //! escaping, and the same series registered in prometheus-client and in
 //! prometheus.
 
-use nvidia_license_server_exporter::cls::ApiStats;
-use nvidia_license_server_exporter::metrics::families::{refresh_families, Family, RefreshState};
-use nvidia_license_server_exporter::snapshot::{EntitlementRow, FeatureUse, PoolUse, Snapshot};
+use nvidia_license_server_exporter::harness::ApiStats;
+use nvidia_license_server_exporter::harness::{refresh_families, Family, RefreshState};
+use nvidia_license_server_exporter::harness::{
+    EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerInfoKey, ServerKey,
+    Snapshot,
+};
 use prometheus_client::metrics::family::Family as PcFamily;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
 use std::sync::atomic::AtomicU64;
@@ -101,16 +104,16 @@ pub fn snapshot(units: usize) -> Snapshot {
 
         let start = 1_735_689_600.0 + rng.below(31_536_000) as f64;
         snap.entitlements.insert(
-            [
-                group_id.clone(),
-                group_name.clone(),
-                (9_000_000 + i).to_string(),
-                (7_000_000 + i).to_string(),
-                feature.to_owned(),
-                version.clone(),
-                product.clone(),
-                license_type.to_owned(),
-            ],
+            EntitlementKey {
+                group_id: group_id.clone(),
+                group_name: group_name.clone(),
+                ems_entitlement_id: (9_000_000 + i).to_string(),
+                ems_product_key_id: (7_000_000 + i).to_string(),
+                feature: feature.to_owned(),
+                feature_version: version.clone(),
+                product: product.clone(),
+                license_type: license_type.to_owned(),
+            },
             EntitlementRow {
                 total: quantity(&mut rng),
                 in_use: quantity(&mut rng),
@@ -122,28 +125,20 @@ pub fn snapshot(units: usize) -> Snapshot {
 
         let server_id = rng.uuid();
         let server_name = format!("dls-{}-{i:04}", rng.pick(REGIONS));
-        snap.servers.insert(
-            [
-                group_id.clone(),
-                group_name.clone(),
-                server_id.clone(),
-                server_name.clone(),
-                rng.pick(&["ENABLED", "ENABLED", "DISABLED"]).to_owned(),
-                rng.pick(&["CLOUD", "ON_PREMISES"]).to_owned(),
-                rng.pick(&["STANDARD", "HIGH_AVAILABILITY"]).to_owned(),
-            ],
-            (),
-        );
+        let server = ServerKey {
+            group_id,
+            group_name,
+            id: server_id,
+            name: server_name,
+        };
+        snap.servers.insert(ServerInfoKey {
+            server: server.clone(),
+            status: rng.pick(&["ENABLED", "ENABLED", "DISABLED"]).to_owned(),
+            deployed_on: rng.pick(&["CLOUD", "ON_PREMISES"]).to_owned(),
+            leasing_mode: rng.pick(&["STANDARD", "HIGH_AVAILABILITY"]).to_owned(),
+        });
         snap.server_features.insert(
-            [
-                group_id.clone(),
-                group_name.clone(),
-                server_id.clone(),
-                server_name.clone(),
-                feature.to_owned(),
-                product.clone(),
-                license_type.to_owned(),
-            ],
+            server.feature(feature, &product, license_type),
             FeatureUse {
                 total: Some(quantity(&mut rng)),
                 active_leases: rng.below(500) as f64,
@@ -151,17 +146,14 @@ pub fn snapshot(units: usize) -> Snapshot {
             },
         );
         snap.pool_features.insert(
-            [
-                group_id,
-                group_name,
-                server_id,
-                server_name,
-                rng.uuid(),
-                format!("Default pool {i}"),
-                feature.to_owned(),
+            PoolFeatureKey {
+                server,
+                pool_id: rng.uuid(),
+                pool_name: format!("Default pool {i}"),
+                feature: feature.to_owned(),
                 product,
-                license_type.to_owned(),
-            ],
+                license_type: license_type.to_owned(),
+            },
             PoolUse {
                 allotment: quantity(&mut rng),
                 in_use: quantity(&mut rng),
@@ -186,12 +178,12 @@ pub fn families(snapshot: &Snapshot) -> Vec<Family> {
         api: &api,
     };
     let mut families = refresh_families(&state);
-    families.retain(|f| f.desc.labels.len() >= 6);
+    families.retain(|f| f.desc().labels.len() >= 6);
     families
 }
 
 pub fn series(families: &[Family]) -> usize {
-    families.iter().map(|f| f.samples.len()).sum()
+    families.iter().map(|f| f.samples().len()).sum()
 }
 
 /// The label pairs of a sample, org_name first, as the crates take them.
@@ -199,7 +191,7 @@ fn pairs(family: &Family, values: &[String]) -> Vec<(String, String)> {
     std::iter::once(("org_name".to_owned(), ORG.to_owned()))
         .chain(
             family
-                .desc
+                .desc()
                 .labels
                 .iter()
                 .zip(values)
@@ -219,14 +211,14 @@ pub fn prometheus_client_registry(families: &[Family]) -> prometheus_client::reg
     let mut registry = prometheus_client::registry::Registry::default();
     for family in families {
         let metric: PcFamily<Vec<(String, String)>, PcGauge<f64, AtomicU64>> = PcFamily::default();
-        for sample in &family.samples {
+        for sample in family.samples() {
             metric
-                .get_or_create(&pairs(family, &sample.labels))
-                .set(sample.value);
+                .get_or_create(&pairs(family, &sample.labels()))
+                .set(sample.value());
         }
         registry.register(
-            family.desc.name,
-            help_without_period(family.desc.help),
+            family.desc().name,
+            help_without_period(family.desc().help),
             metric,
         );
     }
@@ -238,18 +230,18 @@ pub fn prometheus_registry(families: &[Family]) -> prometheus::Registry {
     let registry = prometheus::Registry::new();
     for family in families {
         let names: Vec<&str> = std::iter::once("org_name")
-            .chain(family.desc.labels.iter().copied())
+            .chain(family.desc().labels.iter().copied())
             .collect();
         let vec = prometheus::GaugeVec::new(
-            prometheus::Opts::new(family.desc.name, family.desc.help),
+            prometheus::Opts::new(family.desc().name, family.desc().help),
             &names,
         )
         .expect("the exporter's metric and label names are valid");
-        for sample in &family.samples {
+        for sample in family.samples() {
             let values: Vec<&str> = std::iter::once(ORG)
-                .chain(sample.labels.iter().map(String::as_str))
+                .chain(sample.labels().iter().map(String::as_str))
                 .collect();
-            vec.with_label_values(&values).set(sample.value);
+            vec.with_label_values(&values).set(sample.value());
         }
         registry
             .register(Box::new(vec))

@@ -18,8 +18,8 @@ mod data;
 #[path = "../../../proto-tests/support/exposition.rs"]
 mod exposition;
 
-use nvidia_license_server_exporter::metrics::families::Family;
-use nvidia_license_server_exporter::metrics::text::{encode, Format, Prepared};
+use nvidia_license_server_exporter::harness::Family;
+use nvidia_license_server_exporter::harness::{encode, Format, Prepared};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -110,15 +110,15 @@ fn naive_write(out: &mut String, families: &[Family], org: &str) {
         }
     }
     for family in families {
-        let d = family.desc;
+        let d = family.desc();
         let _ = writeln!(out, "# HELP {} {}", d.name, d.help);
         let _ = writeln!(out, "# TYPE {} gauge", d.name);
-        for s in &family.samples {
+        for s in family.samples() {
             let _ = write!(out, "{}{{org_name=\"{}\"", d.name, Escaped(org));
-            for (name, value) in d.labels.iter().zip(&s.labels) {
+            for (name, value) in d.labels.iter().zip(s.labels()) {
                 let _ = write!(out, ",{}=\"{}\"", name, Escaped(value));
             }
-            let _ = writeln!(out, "}} {}", s.value);
+            let _ = writeln!(out, "}} {}", s.value());
         }
     }
 }
