@@ -39,12 +39,6 @@ impl StartupError {
             StartupError::Runtime(_) => 1,
         })
     }
-
-    fn message(&self) -> &str {
-        match self {
-            StartupError::Input(m) | StartupError::Runtime(m) => m,
-        }
-    }
 }
 
 pub fn main() -> ExitCode {
@@ -87,21 +81,24 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads what the settings name, then serves until a signal. An error is
-/// reported here, once: on stderr before logging starts, in the log after.
+/// reported here, once: a bad input as a bad setting is (`name: message`
+/// on stderr), a runtime failure in the log.
 fn run(config: Config) -> Result<(), StartupError> {
-    let files = Files::load(&config).map_err(|e| {
-        eprintln!("{NAME}: {e}");
-        StartupError::Input(e)
-    })?;
-    install_panic_hook(&config);
-    init_logging(config.log_level, config.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StartupError::Runtime(format!("cannot start the async runtime: {e}")))
-        .and_then(|runtime| runtime.block_on(serve(config, files)));
-    if let Err(error) = &result {
-        tracing::error!("{}", error.message());
+    let result = Files::load(&config)
+        .map_err(StartupError::Input)
+        .and_then(|files| {
+            install_panic_hook(&config);
+            init_logging(config.log_level, config.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StartupError::Runtime(format!("cannot start the async runtime: {e}")))
+                .and_then(|runtime| runtime.block_on(serve(config, files)))
+        });
+    match &result {
+        Err(StartupError::Input(message)) => eprintln!("{NAME}: {message}"),
+        Err(StartupError::Runtime(message)) => tracing::error!("{message}"),
+        Ok(()) => {}
     }
     result
 }

@@ -290,6 +290,66 @@ mod tests {
         );
     }
 
+    /// Every text of the page that comes from CLS or the settings is
+    /// escaped: hostile names show as text, never as markup.
+    #[test]
+    fn the_whole_page_escapes_what_cls_and_the_settings_send() {
+        use crate::snapshot::{EntitlementRow, FeatureUse, ServerKey};
+        let hostile = |tag: &str| format!("{tag}<script>alert(\"x\")</script>&'");
+        let server = ServerKey {
+            group_id: "1".into(),
+            group_name: hostile("group"),
+            id: "s1".into(),
+            name: hostile("server"),
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.server_features.insert(
+            server.feature(&hostile("feature"), "p", "t"),
+            FeatureUse {
+                total: Some(4.0),
+                active_leases: 1.0,
+                leases_known: true,
+            },
+        );
+        snapshot.entitlements.insert(
+            crate::snapshot::EntitlementKey {
+                group_name: hostile("egroup"),
+                ems_entitlement_id: hostile("ent"),
+                ems_product_key_id: hostile("pk"),
+                feature: hostile("efeature"),
+                feature_version: hostile("version"),
+                product: hostile("product"),
+                ..Default::default()
+            },
+            EntitlementRow {
+                total: 3.0,
+                end: Some(2_000_000_000.0),
+                ..EntitlementRow::default()
+            },
+        );
+        let status = Status {
+            snapshot: Some(std::sync::Arc::new(snapshot)),
+            up: true,
+            successes: 1,
+            ..Status::default()
+        };
+        let page = render(&status, &hostile("org"), "/metrics\"><script>");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("alert(\""), "{page}");
+        for tag in [
+            "org", "group", "server", "feature", "egroup", "ent", "pk", "efeature", "version",
+            "product",
+        ] {
+            assert!(
+                page.contains(&format!(
+                    "{tag}&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+                )),
+                "{tag} shown as text: {page}"
+            );
+        }
+        assert!(page.contains("href=\"/metrics&quot;&gt;&lt;script&gt;\""));
+    }
+
     #[test]
     fn html_special_characters_are_escaped() {
         assert_eq!(
