@@ -10,7 +10,7 @@ use crate::cache::{Cache, RefreshError, RefreshFn, RenderFn, Status};
 use crate::cls::{ApiStats, ClientSettings, ClsClient};
 use crate::config::{self, Command, Config, LogFormat, LogLevel};
 use crate::metrics::exposition::Rendered;
-use crate::metrics::families::{refresh_families, RefreshState, BUILD};
+use crate::metrics::families::{refresh_families, BUILD};
 use crate::metrics::live::PushStats;
 use crate::server::{healthcheck, listen, web_config, AppState, Bodies};
 use crate::snapshot::Snapshot;
@@ -256,7 +256,7 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
             &config.otel,
             transport,
             cache.clone(),
-            Arc::new(move |status: &Status| refresh_families(&refresh_state(status, &stats))),
+            Arc::new(move |status: &Status| refresh_families(status, &stats)),
             config.org_name.clone(),
             push_stats.clone(),
         )),
@@ -304,26 +304,8 @@ fn refresher(client: ClsClient) -> RefreshFn {
 /// The listener's bodies for a new status: the refresh part rendered once.
 fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn<Bodies> {
     Arc::new(move |status: &Status| {
-        Bodies::new(Rendered::new(
-            &refresh_families(&refresh_state(status, &stats)),
-            &org,
-        ))
+        Bodies::new(Rendered::new(&refresh_families(status, &stats), &org))
     })
-}
-
-/// The metric table's view of a published status: the text encoder and the
-/// OTLP push read the same one.
-fn refresh_state<'a>(status: &'a Status, api: &'a ApiStats) -> RefreshState<'a> {
-    RefreshState {
-        up: status.up,
-        duration_seconds: status.duration_seconds,
-        timestamp: status.timestamp,
-        last_success: status.last_success,
-        successes: status.successes,
-        failures: status.failures,
-        snapshot: status.snapshot.as_deref(),
-        api,
-    }
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns a future that

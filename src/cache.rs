@@ -62,7 +62,7 @@ impl std::error::Error for RefreshError {
 
 /// What the latest refresh attempt left behind.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Status {
+pub struct Status {
     pub snapshot: Option<Arc<Snapshot>>,
     pub up: bool,
     pub duration_seconds: f64,

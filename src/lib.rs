@@ -44,6 +44,7 @@ mod tls;
 /// Not an API: it changes with the code.
 #[doc(hidden)]
 pub mod harness {
+    pub use crate::cache::Status;
     pub use crate::cls::decode::{decode_page, Page};
     pub use crate::cls::error::{ClsError, Endpoint, ErrorKind};
     pub use crate::cls::model;
@@ -52,7 +53,7 @@ pub mod harness {
     pub use crate::config::{parse, Command};
     pub use crate::duration::{format_go_duration, parse_go_duration};
     pub use crate::metrics::exposition::live_text;
-    pub use crate::metrics::families::{self, refresh_families, RefreshState};
+    pub use crate::metrics::families::{self, refresh_families};
     pub use crate::metrics::family::{Desc, Family, Kind, Labels, Metric, Sample};
     pub use crate::metrics::live::{process_families, push_families, PushCounts};
     pub use crate::metrics::process::ProcessStats;

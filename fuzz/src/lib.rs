@@ -12,8 +12,9 @@ pub mod exposition;
 use nvidia_license_server_exporter::harness::live_text;
 use nvidia_license_server_exporter::harness::ApiStats;
 use nvidia_license_server_exporter::harness::Snapshot;
-use nvidia_license_server_exporter::harness::{refresh_families, Family, RefreshState};
+use nvidia_license_server_exporter::harness::{refresh_families, Family, Status};
 use nvidia_license_server_exporter::harness::{Format, Prepared};
+use std::sync::Arc;
 
 /// The byte that separates fields in the inputs of `encoder_grammar`: it
 /// never occurs in UTF-8, so any string can sit in a field.
@@ -52,16 +53,16 @@ pub fn scrape_bodies(refresh: &[Family], live: &[Family], org: &str) -> [(Format
 /// as the metric table builds them for a scrape.
 pub fn good_refresh(snapshot: &Snapshot) -> Vec<Family> {
     let api = ApiStats::default();
-    refresh_families(&RefreshState {
+    let status = Status {
         up: true,
         duration_seconds: 0.5,
         timestamp: snapshot.collected_at,
         last_success: Some(snapshot.collected_at),
         successes: 1,
         failures: 0,
-        snapshot: Some(snapshot),
-        api: &api,
-    })
+        snapshot: Some(Arc::new(snapshot.clone())),
+    };
+    refresh_families(&status, &api)
 }
 
 /// The checker's name for an encoder format.

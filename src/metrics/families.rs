@@ -7,11 +7,10 @@
 
 use super::family::{Family, Kind, Labels, Metric, NoLabels, Unit};
 use super::live::PushCounts;
+use crate::cache::Status;
 use crate::cls::stats::PageGuard;
 use crate::cls::{ApiStats, Endpoint};
-use crate::snapshot::{
-    EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey, Snapshot,
-};
+use crate::snapshot::{EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey};
 
 // ------------------------------------------------------------- label sets
 
@@ -404,29 +403,15 @@ pub(crate) static ALL: &[&super::family::Desc] = &[
 
 // ---------------------------------------------------------------- samples
 
-/// What a refresh attempt leaves behind for the metric table.
-pub struct RefreshState<'a> {
-    pub up: bool,
-    pub duration_seconds: f64,
-    /// Collection time of the served snapshot; with none, the time of the
-    /// failed attempt (as the Go exporter reports it).
-    pub timestamp: f64,
-    pub last_success: Option<f64>,
-    pub successes: u64,
-    pub failures: u64,
-    pub snapshot: Option<&'a Snapshot>,
-    pub api: &'a ApiStats,
-}
-
 /// The families that change only when a refresh ends: rendered once then.
 /// Families without samples are left out.
-pub fn refresh_families(state: &RefreshState) -> Vec<Family> {
+pub fn refresh_families(state: &Status, api: &ApiStats) -> Vec<Family> {
     let mut out = vec![
         UP.one(if state.up { 1.0 } else { 0.0 }),
         SCRAPE_DURATION.one(state.duration_seconds),
         SCRAPE_TIMESTAMP.one(state.timestamp),
     ];
-    if let Some(s) = state.snapshot {
+    if let Some(s) = state.snapshot.as_deref() {
         let entitlements = || s.entitlements.iter();
         let features = || s.server_features.iter();
         let pools = || s.pool_features.iter();
@@ -464,15 +449,13 @@ pub fn refresh_families(state: &RefreshState) -> Vec<Family> {
         (&ResultLabel("success"), state.successes as f64),
         (&ResultLabel("failure"), state.failures as f64),
     ]));
-    let requests: Vec<(RequestLabels, f64)> = state
-        .api
+    let requests: Vec<(RequestLabels, f64)> = api
         .requests()
         .into_iter()
         .map(|(endpoint, code, n)| (RequestLabels { endpoint, code }, n as f64))
         .collect();
     out.push(API_REQUESTS.family(requests.iter().map(|(k, n)| (k, *n))));
-    let guards: Vec<(GuardLabels, f64)> = state
-        .api
+    let guards: Vec<(GuardLabels, f64)> = api
         .guards()
         .into_iter()
         .map(|(endpoint, guard, n)| (GuardLabels { endpoint, guard }, n as f64))

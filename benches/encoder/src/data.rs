@@ -4,7 +4,7 @@
 //! prometheus.
 
 use nvidia_license_server_exporter::harness::ApiStats;
-use nvidia_license_server_exporter::harness::{refresh_families, Family, RefreshState};
+use nvidia_license_server_exporter::harness::{refresh_families, Family, Status};
 use nvidia_license_server_exporter::harness::{
     EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerInfoKey, ServerKey,
     Snapshot,
@@ -12,6 +12,7 @@ use nvidia_license_server_exporter::harness::{
 use prometheus_client::metrics::family::Family as PcFamily;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 pub const ORG: &str = "lic-org \"prod\"";
 
@@ -167,17 +168,16 @@ pub fn snapshot(units: usize) -> Snapshot {
 /// the handful of self-metrics with fewer labels.
 pub fn families(snapshot: &Snapshot) -> Vec<Family> {
     let api = ApiStats::default();
-    let state = RefreshState {
+    let state = Status {
         up: true,
         duration_seconds: 1.25,
         timestamp: snapshot.collected_at,
         last_success: Some(snapshot.collected_at),
         successes: 1,
         failures: 0,
-        snapshot: Some(snapshot),
-        api: &api,
+        snapshot: Some(Arc::new(snapshot.clone())),
     };
-    let mut families = refresh_families(&state);
+    let mut families = refresh_families(&state, &api);
     families.retain(|f| f.desc().labels.len() >= 6);
     families
 }

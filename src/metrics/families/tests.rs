@@ -32,7 +32,7 @@ fn family_names_are_unique_and_valid() {
 #[test]
 fn no_snapshot_gives_up_duration_timestamp_and_self_metrics_only() {
     let api = ApiStats::default();
-    let state = RefreshState {
+    let state = Status {
         up: false,
         duration_seconds: 0.25,
         timestamp: 1000.0,
@@ -40,9 +40,8 @@ fn no_snapshot_gives_up_duration_timestamp_and_self_metrics_only() {
         successes: 0,
         failures: 1,
         snapshot: None,
-        api: &api,
     };
-    let names: Vec<&str> = refresh_families(&state)
+    let names: Vec<&str> = refresh_families(&state, &api)
         .iter()
         .map(|f| f.desc().name)
         .collect();
