@@ -15,7 +15,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::duration::{format_go_duration, parse_go_duration};
+pub mod duration;
+
+use duration::{format_go_duration, parse_go_duration};
 
 pub const DEFAULT_API_BASE_URL: &str = "https://api.licensing.nvidia.com";
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9844";
