@@ -1,4 +1,4 @@
-//! Stage two, the build: raw strings → a typed, validated [`Config`].
+//! Stage two, the build: raw strings → a typed, validated [`Config`] or [`HealthcheckConfig`].
 //!
 //! The only file read here is the API key file, through the injected `read_file`;
 //! the other files are read by `main`, before it binds the port.
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::raw::{Raw, RawArgs};
 use super::settings::*;
 use super::values::*;
-use super::{Config, ConfigError, LogFormat, LogLevel};
+use super::{Config, ConfigError, HealthcheckConfig, LogFormat, LogLevel};
 use super::{OtelConfig, OtlpCompression, OtlpProtocol, Secret};
 
 /// The server's configuration: the key and org name are required.
@@ -21,9 +21,24 @@ pub(crate) fn run(
     settings(raw, api_key, org_name)
 }
 
-/// `healthcheck`: the key and the org name are not needed and are left empty (the
-/// key file unread); every other setting is validated as for [`run`].
-pub(crate) fn healthcheck(raw: &RawArgs) -> Result<Config, ConfigError> {
+/// The healthcheck needs only the listener's address and TLS, but every other
+/// setting is validated as for [`run`]: a setting the server would refuse fails
+/// the healthcheck too.
+pub(crate) fn healthcheck(raw: &RawArgs) -> Result<HealthcheckConfig, ConfigError> {
+    let Config {
+        listen,
+        web_config_file,
+        ..
+    } = without_credentials(raw)?;
+    Ok(HealthcheckConfig {
+        listen,
+        web_config_file,
+    })
+}
+
+/// Every setting but the key and the org name, which are left empty (and the key
+/// file unread): what the healthcheck validates.
+pub(crate) fn without_credentials(raw: &RawArgs) -> Result<Config, ConfigError> {
     settings(raw, Secret(String::new()), String::new())
 }
 

@@ -46,12 +46,14 @@ pub fn parse(
 }
 
 /// What the command line asked for.
+// Built once at start and matched once: boxing `Config` to shrink it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     Run(Config),
-    /// `healthcheck`: `api_key` and `org_name` are not required and are left empty;
-    /// everything else is read and validated exactly as for `Run`.
-    Healthcheck(Config),
+    /// `healthcheck`: the key and org name are not required; every other setting
+    /// is still read and validated exactly as for `Run`.
+    Healthcheck(HealthcheckConfig),
     /// The full `--help` text.
     Help(String),
     Version,
@@ -88,6 +90,14 @@ pub struct Config {
     /// NO_PROXY entries, trimmed, empty ones dropped.
     pub no_proxy: Vec<String>,
     pub otel: OtelConfig,
+}
+
+/// What the `healthcheck` subcommand needs: where the listener is, and whether it speaks TLS.
+#[derive(Debug, Clone)]
+pub struct HealthcheckConfig {
+    pub(crate) listen: ListenAddr,
+    /// Read by the healthcheck, for whether the listener speaks TLS.
+    pub(crate) web_config_file: Option<PathBuf>,
 }
 
 /// Parsed and validated now so a bad value fails at start; `otlp` reads the

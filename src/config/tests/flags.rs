@@ -84,8 +84,8 @@ fn double_dash_ends_flags() {
         error(&["--", "-parallelism"], &[]),
         "unexpected argument \"-parallelism\" (see --help)"
     );
-    let hc = try_parse(&["-parallelism", "2", "--", "healthcheck"], &[], &no_files);
-    assert!(matches!(hc, Ok(Command::Healthcheck(c)) if c.parallelism == 2));
+    let hc = healthcheck(&["-parallelism", "2", "--", "healthcheck"], &[]);
+    assert!(matches!(hc, Ok((_, c)) if c.parallelism == 2));
 }
 
 #[test]
@@ -107,12 +107,9 @@ fn healthcheck_needs_no_key_or_org() {
         ("NVIDIA_ORG_NAME", ""),
         ("NVIDIA_API_KEY_FILE", "/x"),
     ];
-    match try_parse(
-        &["healthcheck", "-listen-address", "127.0.0.1:9000"],
-        &vars,
-        &no_files,
-    ) {
-        Ok(Command::Healthcheck(c)) => {
+    match healthcheck(&["healthcheck", "-listen-address", "127.0.0.1:9000"], &vars) {
+        Ok((hc, c)) => {
+            assert_eq!(hc.listen, ListenAddr::Ip(([127, 0, 0, 1], 9000).into()));
             assert_eq!((c.api_key.expose(), c.org_name.as_str()), ("", ""));
             assert_eq!(c.listen_address, "127.0.0.1:9000");
             assert_eq!(c.metrics_path, "/metrics");
@@ -123,8 +120,8 @@ fn healthcheck_needs_no_key_or_org() {
 
 #[test]
 fn healthcheck_flags_may_come_first_and_are_validated() {
-    let hc = try_parse(&["-metrics-path", "/m", "healthcheck"], &[], &no_files);
-    assert!(matches!(hc, Ok(Command::Healthcheck(c)) if c.metrics_path == "/m"));
+    let hc = healthcheck(&["-metrics-path", "/m", "healthcheck"], &[]);
+    assert!(matches!(hc, Ok((_, c)) if c.metrics_path == "/m"));
     assert_eq!(
         error(&["healthcheck", "-listen-address=nope"], &[]),
         "-listen-address=\"nope\" is not valid: expected :port, host:port, ip:port or [ipv6]:port"

@@ -47,6 +47,27 @@ fn no_files(_: &Path) -> io::Result<String> {
     ))
 }
 
+/// Parses a `healthcheck` command line: its [`HealthcheckConfig`], and the [`Config`]
+/// of every other setting that it validated on the way (key and org name empty).
+fn healthcheck(
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<(HealthcheckConfig, Config), String> {
+    let checked = match try_parse(args, vars, &no_files)? {
+        Command::Healthcheck(checked) => checked,
+        other => panic!("expected Healthcheck, got {other:?}"),
+    };
+    let Ok(raw::Gathered::Raw(raw)) = raw::gather(&strings(args), &lookup(vars)) else {
+        panic!("{args:?} gathered raw values once, so it does again");
+    };
+    let config = build::without_credentials(&raw).map_err(|e| e.to_string())?;
+    assert_eq!(
+        (&checked.listen, &checked.web_config_file),
+        (&config.listen, &config.web_config_file)
+    );
+    Ok((checked, config))
+}
+
 fn run(args: &[&str], vars: &[(&str, &str)]) -> Config {
     match try_parse(args, vars, &no_files) {
         Ok(Command::Run(config)) => config,
