@@ -212,15 +212,38 @@ pub(crate) fn parse_pairs(v: &str) -> Result<Vec<(String, String)>, String> {
 
 /// `None` on a truncated or non-hex escape, or when the bytes are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
+    // percent_decode_str passes a malformed escape (`%zz`, a trailing `%4`) through
+    // as written, where the hand-written decoder this replaced rejected it: so the
+    // check that every `%` starts two hex digits comes first. (That decoder also
+    // read `%+1` as byte 1, through from_str_radix's sign; no escape, now rejected.)
+    let bytes = s.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decode_accepts_only_two_hex_digit_escapes_of_utf8() {
+        assert_eq!(percent_decode("a%20b%3Dc").as_deref(), Some("a b=c"));
+        assert_eq!(percent_decode("gr%C3%BCn").as_deref(), Some("grün"));
+        assert_eq!(percent_decode("%2541").as_deref(), Some("%41"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%zz", "%", "%4", "a%", "%%41", "%é1", "%+1", "%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
         }
     }
-    String::from_utf8(out).ok()
 }
