@@ -27,7 +27,6 @@ mod cache;
 mod cause;
 mod clock;
 mod cls;
-#[allow(unreachable_pub)] // until the config module is restructured
 mod config;
 mod encoding;
 mod metrics;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod build;
-pub mod duration;
+pub(crate) mod duration;
 mod help;
 mod raw;
 mod settings;
@@ -61,34 +61,34 @@ pub enum Command {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub api_key: Secret,
-    pub org_name: String,
+    pub(crate) api_key: Secret,
+    pub(crate) org_name: String,
     /// Without a trailing `/`.
-    pub api_base_url: String,
+    pub(crate) api_base_url: String,
     /// Sent as `x-nv-service-instance-id` when no server names its own.
-    pub service_instance_id: Option<String>,
-    pub listen: ListenAddr,
+    pub(crate) service_instance_id: Option<String>,
+    pub(crate) listen: ListenAddr,
     /// The listen address as written (or `:$PORT`, or the default), for logs.
-    pub listen_address: String,
-    pub metrics_path: String,
+    pub(crate) listen_address: String,
+    pub(crate) metrics_path: String,
     pub scrape_timeout: Duration,
     pub cache_ttl: Duration,
     /// 1..=MAX_PARALLELISM.
-    pub parallelism: u32,
+    pub(crate) parallelism: u32,
     /// 1..=MAX_CLS_PAGE_SIZE.
-    pub cls_page_size: u32,
+    pub(crate) cls_page_size: u32,
     /// Extra PEM CA bundle for the CLS API; read by `main`.
-    pub api_ca_file: Option<PathBuf>,
+    pub(crate) api_ca_file: Option<PathBuf>,
     /// Prometheus exporter-toolkit web configuration file (TLS, basic auth); read by `main`.
-    pub web_config_file: Option<PathBuf>,
+    pub(crate) web_config_file: Option<PathBuf>,
     /// Whether `/healthz` stays open when basic auth is configured.
-    pub healthz_open: bool,
-    pub log_level: LogLevel,
-    pub log_format: LogFormat,
+    pub(crate) healthz_open: bool,
+    pub(crate) log_level: LogLevel,
+    pub(crate) log_format: LogFormat,
     /// Normalised to `http://host:port` (port 80 when none was given).
-    pub https_proxy: Option<String>,
+    pub(crate) https_proxy: Option<String>,
     /// NO_PROXY entries, trimmed, empty ones dropped.
-    pub no_proxy: Vec<String>,
+    pub(crate) no_proxy: Vec<String>,
     pub otel: OtelConfig,
 }
 
@@ -104,7 +104,7 @@ pub struct HealthcheckConfig {
 /// certificate files when the push is enabled.
 #[derive(Debug, Clone)]
 pub struct OtelConfig {
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Full URL with scheme: `http://` when insecure, `https://` for TLS. For
     /// `http/protobuf` it already ends in `/v1/metrics` unless it came from
     /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, which is used as written.
@@ -112,7 +112,7 @@ pub struct OtelConfig {
     /// Resolved: the endpoint's scheme, else OTEL_EXPORTER_OTLP_INSECURE, else OTEL_INSECURE.
     pub(crate) insecure: bool,
     pub(crate) protocol: OtlpProtocol,
-    pub headers: Vec<(String, Secret)>,
+    pub(crate) headers: Vec<(String, Secret)>,
     pub(crate) timeout: Duration,
     pub(crate) compression: OtlpCompression,
     pub(crate) certificate: Option<PathBuf>,
@@ -129,7 +129,7 @@ pub struct OtelConfig {
 
 /// Where to listen. `AllInterfaces` is the `:port` form (IPv4 and IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
+pub(crate) enum ListenAddr {
     AllInterfaces(u16),
     Ip(SocketAddr),
     /// A name to resolve when binding, such as `localhost`.
@@ -138,10 +138,10 @@ pub enum ListenAddr {
 
 /// A value that must not reach logs or error messages; `Debug` and `Display` print `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -165,7 +165,7 @@ impl fmt::Display for Secret {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Error,
     Warn,
     Info,
@@ -190,7 +190,7 @@ impl LogLevel {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
