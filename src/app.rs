@@ -8,13 +8,13 @@
 
 use crate::cache::{Cache, RefreshError, RefreshFn, RenderFn, Status};
 use crate::cls::{ApiStats, ClientSettings, ClsClient};
-use crate::config::{self, Command, Config, LogFormat, LogLevel};
+use crate::config::{self, duration, Command, Config, LogFormat, LogLevel};
 use crate::metrics::exposition::Rendered;
 use crate::metrics::families::{refresh_families, BUILD};
 use crate::metrics::live::PushStats;
 use crate::server::{healthcheck, listen, web_config, AppState, Bodies};
 use crate::snapshot::Snapshot;
-use crate::{duration, otlp, server};
+use crate::{otlp, server};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -27,10 +27,7 @@ mod cache;
 mod cause;
 mod clock;
 mod cls;
-#[allow(unreachable_pub)] // until the config module is restructured
 mod config;
-#[allow(unreachable_pub)]
-mod duration;
 mod encoding;
 mod metrics;
 mod otlp;
@@ -50,8 +47,8 @@ pub mod harness {
     pub use crate::cls::model;
     pub use crate::cls::stats::ApiStats;
     pub use crate::cls::walk::{GroupData, OrgData, ServerData};
+    pub use crate::config::duration::{format_go_duration, parse_go_duration};
     pub use crate::config::{parse, Command};
-    pub use crate::duration::{format_go_duration, parse_go_duration};
     pub use crate::metrics::exposition::live_text;
     pub use crate::metrics::families::{self, refresh_families};
     pub use crate::metrics::family::{Desc, Family, Kind, Labels, Metric, Sample};

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// Every variable the exporter reads (config.rs SETTINGS, aliases included).
+/// Every variable the exporter reads (config/settings.rs SETTINGS, aliases included).
 const ENV_NAMES: &[&str] = &[
     "NVIDIA_API_KEY",
     "NLS_API_KEY",
@@ -118,7 +118,10 @@ fuzz_target!(|data: &[u8]| {
     let lookup = |name: &str| env.get(name).cloned();
 
     match parse(&args, &lookup, &read_file) {
-        Ok(Command::Run(config) | Command::Healthcheck(config)) => {
+        Ok(Command::Healthcheck(config)) => {
+            let _ = format!("{config:?}");
+        }
+        Ok(Command::Run(config)) => {
             // Debug output goes to logs: it must render.
             let _ = format!("{config:?}");
             for d in [

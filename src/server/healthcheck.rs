@@ -7,7 +7,7 @@
 //! whether it is alive, and the certificate names a public host name, not
 //! 127.0.0.1. With basic auth, `/healthz` must stay open (the default).
 
-use crate::config::{Config, ListenAddr};
+use crate::config::{HealthcheckConfig, ListenAddr};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(crate) fn run(config: &Config) -> ExitCode {
+pub(crate) fn run(config: &HealthcheckConfig) -> ExitCode {
     let tls = match &config.web_config_file {
         Some(path) => match super::web_config::load(path) {
             Ok(web) => web.tls.is_some(),

@@ -1,0 +1,88 @@
+//! The `--help` text, built from the settings table so that it lists every setting.
+
+use std::fmt::Write as _;
+
+use super::duration::format_go_duration;
+use super::settings::{Setting, Shown, SETTINGS};
+
+pub(crate) fn text() -> String {
+    let name = env!("CARGO_PKG_NAME");
+    let mut out = format!(
+        "{name} exports NVIDIA Cloud License Service data as Prometheus metrics and over OTLP.\n\n\
+         Usage:\n  {name} [flags]\n  {name} healthcheck [flags]\n\n\
+         Subcommands:\n  healthcheck\n        GET /healthz on the local listener (LISTEN_ADDRESS); exit 0 when it answers 200.\n        \
+         Reads the same flags and environment; NVIDIA_API_KEY and NVIDIA_ORG_NAME are not needed.\n\n\
+         Flags take -name value, -name=value, --name value or --name=value; a bare boolean\n\
+         flag means true. A flag wins over its environment variable, which wins over the\n\
+         default. An empty environment variable counts as unset.\n  -h, --help\n        print this help\n  \
+         --version\n        print the version\n\nSettings (flag and environment variable):\n"
+    );
+    SETTINGS
+        .iter()
+        .filter(|s| s.flag.is_some())
+        .for_each(|s| entry(&mut out, s));
+    out.push_str("\nEnvironment only (the standard OTEL_EXPORTER_OTLP_* variables win over the OTEL_* settings):\n");
+    SETTINGS
+        .iter()
+        .filter(|s| s.flag.is_none())
+        .for_each(|s| entry(&mut out, s));
+    out
+}
+
+/// One setting: its flag and names with the default on one line, the help indented below.
+fn entry(out: &mut String, s: &Setting) {
+    let names = std::iter::once(&s.env)
+        .chain(s.aliases)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let default = match s.default {
+        Shown::Nothing => String::new(),
+        Shown::Required => " (required)".to_string(),
+        Shown::Text(text) => format!(" (default {text})"),
+        Shown::Duration(d) => format!(" (default {})", format_go_duration(d)),
+        Shown::Int(n) => format!(" (default {n})"),
+        Shown::Bool(b) => format!(" (default {b})"),
+    };
+    let _ = match s.flag {
+        Some(flag) if s.arg.is_empty() => write!(out, "  -{flag}, {names}"),
+        Some(flag) => write!(out, "  -{flag} {}, {names}", s.arg),
+        None => write!(out, "  {names}"),
+    };
+    let _ = writeln!(out, "{default}\n        {}", s.help);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_setting_with_its_default() {
+        let help = text();
+        for s in SETTINGS {
+            for name in std::iter::once(&s.env).chain(s.aliases) {
+                assert!(help.contains(name), "{name} missing from help");
+            }
+            if let Some(flag) = s.flag {
+                let shown = [format!("  -{flag} {}, ", s.arg), format!("  -{flag}, ")];
+                assert!(
+                    shown.iter().any(|f| help.contains(f)),
+                    "-{flag} missing from help"
+                );
+            }
+        }
+        for line in [
+            "  -scrape-timeout duration, SCRAPE_TIMEOUT (default 20s)\n",
+            "  -listen-address addr, LISTEN_ADDRESS (default :9844)\n",
+            "  -nvidia-org-name name, NVIDIA_ORG_NAME or NLS_ORG_NAME (required)\n",
+            "  -otel-insecure, OTEL_INSECURE (default true)\n",
+            "  -parallelism n, PARALLELISM (default 8)\n",
+            "  -log-level level, LOG_LEVEL (default info)\n",
+            "  HTTPS_PROXY or https_proxy\n",
+            "  OTEL_EXPORTER_OTLP_TIMEOUT (default 10000)\n",
+            "  healthcheck\n",
+        ] {
+            assert!(help.contains(line), "{line:?} missing from help:\n{help}");
+        }
+    }
+}
