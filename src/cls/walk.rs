@@ -41,6 +41,16 @@ pub struct ServerData {
     pub pools: Vec<LicensePool>,
 }
 
+impl From<LicenseServer> for ServerData {
+    /// A server before (or without) its pools.
+    fn from(server: LicenseServer) -> ServerData {
+        ServerData {
+            server,
+            pools: Vec::new(),
+        }
+    }
+}
+
 /// Which lease path answers: unknown until one does, then remembered.
 pub(super) const LEASES_UNKNOWN: u8 = 0;
 const LEASES_PLAIN: u8 = 1;
@@ -173,13 +183,7 @@ impl ClsClient {
         }
 
         let mut data = GroupData {
-            servers: servers
-                .into_iter()
-                .map(|server| ServerData {
-                    server,
-                    pools: Vec::new(),
-                })
-                .collect(),
+            servers: servers.into_iter().map(ServerData::from).collect(),
             group,
             ..GroupData::default()
         };

@@ -47,13 +47,7 @@ fn group(id: &str, servers: Vec<LicenseServer>, leases: Vec<LeaseClient>) -> Gro
             name: format!("g{id}"),
             entitlements: Vec::new(),
         },
-        servers: servers
-            .into_iter()
-            .map(|server| ServerData {
-                server,
-                pools: Vec::new(),
-            })
-            .collect(),
+        servers: servers.into_iter().map(ServerData::from).collect(),
         leases,
         failures: Vec::new(),
         leases_unknown: HashSet::new(),
