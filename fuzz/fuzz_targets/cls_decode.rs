@@ -13,7 +13,7 @@
 #![no_main]
 
 use exporter_fuzz::exposition::check;
-use exporter_fuzz::{flavor, good_refresh, scrape_bodies};
+use exporter_fuzz::{flavor, good_refresh, good_status, scrape_bodies};
 use libfuzzer_sys::fuzz_target;
 use nvidia_license_server_exporter::harness::model::{
     LeaseClient, LeasesPage, LicensePool, LicensePoolsPage, LicenseServer, LicenseServersPage,
@@ -160,7 +160,8 @@ fuzz_target!(|data: &[u8]| {
     let mut org = org_of(kind, &bodies);
     org.groups.iter_mut().for_each(|g| flags(g, selector));
     let snapshot = Snapshot::build(&org, 1_700_000_000.0);
-    let families = good_refresh(&snapshot);
+    let status = good_status(snapshot);
+    let families = good_refresh(&status);
     for (format, text) in scrape_bodies(&families, &[], "lic-fuzz") {
         if let Err(e) = check(&text, flavor(format)) {
             panic!("{format:?} exposition rejected: {e}");

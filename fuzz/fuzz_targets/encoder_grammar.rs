@@ -15,7 +15,9 @@
 #![no_main]
 
 use exporter_fuzz::exposition::{check, Sample as Parsed};
-use exporter_fuzz::{fields, flavor, good_refresh, scrape_bodies, text, FIELD_SEPARATOR};
+use exporter_fuzz::{
+    fields, flavor, good_refresh, good_status, scrape_bodies, text, FIELD_SEPARATOR,
+};
 use libfuzzer_sys::fuzz_target;
 use nvidia_license_server_exporter::harness::model::{
     ClientProperties, Entitlement, EntitlementFeature, Lease, LeaseClient, LicensePool,
@@ -50,24 +52,24 @@ fn value(field: &[u8], counter: bool) -> f64 {
 
 /// Families from the table with the fields as raw label values, one label
 /// set per sample at most once (the exporter's come from map keys).
-fn raw_families(strings: &[String], raw: &[&[u8]]) -> Vec<Family> {
+fn raw_families<'a>(strings: &'a [String], raw: &[&[u8]]) -> Vec<Family<'a>> {
     /// Two samples of `metric`, family number `i`, their labels and values
     /// taken from the fields in turn.
-    fn two<K, const N: usize>(
+    fn two<'a, K, const N: usize>(
         metric: &'static Metric<K, N>,
         i: usize,
-        strings: &[String],
+        strings: &'a [String],
         raw: &[&[u8]],
-    ) -> Family {
+    ) -> Family<'a> {
         let counter = metric.desc.kind == Kind::Counter;
         let mut seen = HashSet::new();
-        let rows: Vec<([String; N], f64)> = (0..2)
+        let rows: Vec<([&'a str; N], f64)> = (0..2)
             .map(|s| {
-                let labels: [String; N] =
-                    std::array::from_fn(|l| strings[(i + s * N + l) % strings.len()].clone());
+                let labels: [&'a str; N] =
+                    std::array::from_fn(|l| strings[(i + s * N + l) % strings.len()].as_str());
                 (labels, value(raw[(i + s) % raw.len()], counter))
             })
-            .filter(|(labels, _)| seen.insert(labels.clone()))
+            .filter(|(labels, _)| seen.insert(*labels))
             .collect();
         metric.family_of_values(rows)
     }
@@ -88,7 +90,7 @@ fn raw_families(strings: &[String], raw: &[&[u8]]) -> Vec<Family> {
 }
 
 /// What the checker must read back from `families`.
-fn expected(families: &[Family], org: &str) -> Vec<Parsed> {
+fn expected(families: &[Family<'_>], org: &str) -> Vec<Parsed> {
     let mut out = Vec::new();
     for family in families {
         let desc = family.desc();
@@ -105,7 +107,7 @@ fn expected(families: &[Family], org: &str) -> Vec<Parsed> {
                 desc.labels
                     .iter()
                     .map(|l| l.to_string())
-                    .zip(sample.labels().iter().cloned()),
+                    .zip(sample.labels().iter().map(|v| v.to_string())),
             );
             out.push(Parsed {
                 name: name.clone(),
@@ -122,7 +124,7 @@ fn same_value(a: f64, b: f64) -> bool {
 }
 
 /// Renders as a scrape does (refresh part, live part, `# EOF`) and checks.
-fn render_and_check(refresh: &[Family], live: &[Family], org: &str) -> [Vec<Parsed>; 2] {
+fn render_and_check(refresh: &[Family<'_>], live: &[Family<'_>], org: &str) -> [Vec<Parsed>; 2] {
     scrape_bodies(refresh, live, org).map(|(format, text)| match check(&text, flavor(format)) {
         Ok(checked) => checked.samples,
         Err(e) => panic!("{format:?} exposition rejected: {e}\n{text}"),
@@ -247,7 +249,8 @@ fuzz_target!(|data: &[u8]| {
 
     // 2. The same strings through a snapshot, as a scrape renders it.
     let snapshot = Snapshot::build(&org_of(&strings), 1_700_000_000.0);
-    let refresh = good_refresh(&snapshot);
+    let status = good_status(snapshot);
+    let refresh = good_refresh(&status);
     let mut live = process_families(&ProcessStats::default());
     live.extend(push_families(&PushCounts::default()));
     for samples in render_and_check(&refresh, &live, &org) {

@@ -39,7 +39,11 @@ pub fn text(field: &[u8]) -> String {
 /// deflates every part and writes large ones to a memfd: instrumented
 /// deflate would take most of each run, and the gzip splice and the memfd
 /// have their own tests.
-pub fn scrape_bodies(refresh: &[Family], live: &[Family], org: &str) -> [(Format, String); 2] {
+pub fn scrape_bodies(
+    refresh: &[Family<'_>],
+    live: &[Family<'_>],
+    org: &str,
+) -> [(Format, String); 2] {
     let prepared = Prepared::new(refresh, org);
     [Format::Text004, Format::OpenMetrics].map(|format| {
         let mut out = String::new();
@@ -49,20 +53,22 @@ pub fn scrape_bodies(refresh: &[Family], live: &[Family], org: &str) -> [(Format
     })
 }
 
-/// The refresh families of a successful refresh that published `snapshot`,
-/// as the metric table builds them for a scrape.
-pub fn good_refresh(snapshot: &Snapshot) -> Vec<Family> {
-    let api = ApiStats::default();
-    let status = Status {
+/// What a successful refresh that built `snapshot` publishes.
+pub fn good_status(snapshot: Snapshot) -> Status {
+    Status {
         up: true,
         duration_seconds: 0.5,
         timestamp: snapshot.collected_at,
         last_success: Some(snapshot.collected_at),
         successes: 1,
         failures: 0,
-        snapshot: Some(Arc::new(snapshot.clone())),
-    };
-    refresh_families(&status, &api)
+        snapshot: Some(Arc::new(snapshot)),
+    }
+}
+
+/// Its refresh families, as the metric table builds them for a scrape.
+pub fn good_refresh(status: &Status) -> Vec<Family<'_>> {
+    refresh_families(status, &ApiStats::default())
 }
 
 /// The checker's name for an encoder format.

@@ -26,6 +26,17 @@ impl PageGuard {
     }
 }
 
+/// The `code` label of an answer's HTTP status, `error` without one. The
+/// texts of every status are made once and kept: labels borrow them.
+fn code_label(status: Option<u16>) -> &'static str {
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| (0..1000u16).map(|c| format!("{c:03}")).collect());
+    match status {
+        Some(code) => codes.get(usize::from(code)).map_or("error", String::as_str),
+        None => "error",
+    }
+}
+
 /// A mutex over a small map: requests are counted a few hundred times per
 /// refresh and read once per render, so contention is negligible and the map
 /// keeps label sets sorted for a stable exposition.
@@ -50,15 +61,12 @@ impl ApiStats {
     }
 
     /// (endpoint, code label, count), sorted.
-    pub fn requests(&self) -> Vec<(Endpoint, String, u64)> {
+    pub fn requests(&self) -> Vec<(Endpoint, &'static str, u64)> {
         let Ok(map) = self.requests.lock() else {
             return Vec::new();
         };
         map.iter()
-            .map(|(&(endpoint, status), &n)| {
-                let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-                (endpoint, code, n)
-            })
+            .map(|(&(endpoint, status), &n)| (endpoint, code_label(status), n))
             .collect()
     }
 
@@ -67,5 +75,26 @@ impl ApiStats {
             return Vec::new();
         };
         map.iter().map(|(&(e, g), &n)| (e, g, n)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_their_status_or_error() {
+        let stats = ApiStats::default();
+        stats.count_request(Endpoint::Leases, Some(404));
+        stats.count_request(Endpoint::Leases, Some(404));
+        stats.count_request(Endpoint::VirtualGroups, None);
+        assert_eq!(
+            stats.requests(),
+            [
+                (Endpoint::VirtualGroups, "error", 1),
+                (Endpoint::Leases, "404", 2)
+            ]
+        );
+        assert_eq!(code_label(Some(1000)), "error", "not an HTTP status");
     }
 }

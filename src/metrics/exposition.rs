@@ -38,12 +38,15 @@ pub(crate) struct Rendered {
 }
 
 impl Rendered {
-    pub(crate) fn new(families: &[Family], org: &str) -> Rendered {
+    pub(crate) fn new(families: &[Family<'_>], org: &str) -> Rendered {
         // Label sets are escaped once for both formats.
         let prepared = Prepared::new(families, org);
         let render = |format| {
-            let mut out = String::with_capacity(4096);
+            // Allocated once at (nearly) its size, then cut to it: a large
+            // body grown by doubling would hold up to twice its bytes.
+            let mut out = String::with_capacity(prepared.encoded_len_bound(format));
             prepared.encode(&mut out, format);
+            out.shrink_to_fit();
             Part::new(out.into_bytes())
         };
         Rendered {
@@ -121,7 +124,7 @@ impl Part {
 
 /// The text that follows the refresh part in every body of `format`: the
 /// live families and, for OpenMetrics, `# EOF`.
-pub fn live_text(live: &[Family], org: &str, format: Format) -> Bytes {
+pub fn live_text(live: &[Family<'_>], org: &str, format: Format) -> Bytes {
     let mut tail = String::with_capacity(1024);
     encode(&mut tail, live, org, format);
     if format == Format::OpenMetrics {
@@ -145,11 +148,10 @@ mod tests {
         org_label: true,
     };
 
-    fn family(n: usize) -> Vec<Family> {
-        vec![Family::raw(
-            &D,
-            (0..n).map(|i| (vec![format!("v{i}")], i as f64)),
-        )]
+    fn family(n: usize) -> Vec<Family<'static>> {
+        // Test data lives for the test process: leaked, it can be borrowed.
+        let value = |i: usize| -> &'static str { Box::leak(format!("v{i}").into_boxed_str()) };
+        vec![Family::raw(&D, (0..n).map(|i| (vec![value(i)], i as f64)))]
     }
 
     fn gunzip(chunks: &[Bytes; 2]) -> String {

@@ -5,7 +5,7 @@
 //! Each label set is declared once, below, as a `Labels` impl: the label
 //! names and, next to them, the fields of the key that give their values.
 
-use super::family::{Family, Kind, Labels, Metric, NoLabels, Unit};
+use super::family::{Family, Kind, Labels, Metric, NoLabels, StaticLabels, Unit};
 use super::live::PushCounts;
 use crate::cache::Status;
 use crate::cls::stats::PageGuard;
@@ -125,6 +125,12 @@ pub struct ResultLabel(pub &'static str);
 impl Labels<1> for ResultLabel {
     const NAMES: &'static [&'static str; 1] = &["result"];
     fn values(&self) -> [&str; 1] {
+        self.static_values()
+    }
+}
+
+impl StaticLabels<1> for ResultLabel {
+    fn static_values(&self) -> [&'static str; 1] {
         [self.0]
     }
 }
@@ -134,6 +140,12 @@ pub struct EndpointLabel(pub Endpoint);
 impl Labels<1> for EndpointLabel {
     const NAMES: &'static [&'static str; 1] = &["endpoint"];
     fn values(&self) -> [&str; 1] {
+        self.static_values()
+    }
+}
+
+impl StaticLabels<1> for EndpointLabel {
+    fn static_values(&self) -> [&'static str; 1] {
         [self.0.label()]
     }
 }
@@ -141,13 +153,19 @@ impl Labels<1> for EndpointLabel {
 /// A CLS endpoint and the HTTP status of an answer (`error` without one).
 pub struct RequestLabels {
     pub endpoint: Endpoint,
-    pub code: String,
+    pub code: &'static str,
 }
 
 impl Labels<2> for RequestLabels {
     const NAMES: &'static [&'static str; 2] = &["endpoint", "code"];
     fn values(&self) -> [&str; 2] {
-        [self.endpoint.label(), &self.code]
+        self.static_values()
+    }
+}
+
+impl StaticLabels<2> for RequestLabels {
+    fn static_values(&self) -> [&'static str; 2] {
+        [self.endpoint.label(), self.code]
     }
 }
 
@@ -159,6 +177,12 @@ pub struct GuardLabels {
 impl Labels<2> for GuardLabels {
     const NAMES: &'static [&'static str; 2] = &["endpoint", "guard"];
     fn values(&self) -> [&str; 2] {
+        self.static_values()
+    }
+}
+
+impl StaticLabels<2> for GuardLabels {
+    fn static_values(&self) -> [&'static str; 2] {
         [self.endpoint.label(), self.guard.label()]
     }
 }
@@ -172,6 +196,12 @@ pub struct BuildInfo {
 impl Labels<3> for BuildInfo {
     const NAMES: &'static [&'static str; 3] = &["version", "revision", "rustc_version"];
     fn values(&self) -> [&str; 3] {
+        self.static_values()
+    }
+}
+
+impl StaticLabels<3> for BuildInfo {
+    fn static_values(&self) -> [&'static str; 3] {
         [self.version, self.revision, self.rustc_version]
     }
 }
@@ -405,7 +435,7 @@ pub(crate) static ALL: &[&super::family::Desc] = &[
 
 /// The families that change only when a refresh ends: rendered once then.
 /// Families without samples are left out.
-pub fn refresh_families(state: &Status, api: &ApiStats) -> Vec<Family> {
+pub fn refresh_families<'a>(state: &'a Status, api: &ApiStats) -> Vec<Family<'a>> {
     let mut out = vec![
         UP.one(if state.up { 1.0 } else { 0.0 }),
         SCRAPE_DURATION.one(state.duration_seconds),
@@ -429,49 +459,45 @@ pub fn refresh_families(state: &Status, api: &ApiStats) -> Vec<Family> {
             SERVER_ACTIVE.family(s.server_leases.iter().map(|(k, n)| (k, *n))),
             POOL_ALLOTMENT.family(pools().map(|(k, p)| (k, p.allotment))),
             POOL_IN_USE.family(pools().map(|(k, p)| (k, p.in_use))),
-        ]);
-        let partial: Vec<(EndpointLabel, f64)> = Endpoint::ALL
-            .iter()
-            .map(|e| {
+            UNATTRIBUTED.one(s.unattributed_leases),
+            PARTIAL.family_of(Endpoint::ALL.iter().map(|e| {
                 let failed = s.partial_failures.get(e).copied().unwrap_or(0);
                 (EndpointLabel(*e), failed as f64)
-            })
-            .collect();
-        out.extend([
-            UNATTRIBUTED.one(s.unattributed_leases),
-            PARTIAL.family(partial.iter().map(|(k, n)| (k, *n))),
+            })),
         ]);
     }
     if let Some(t) = state.last_success {
         out.push(LAST_SUCCESS.one(t));
     }
-    out.push(REFRESHES.family([
-        (&ResultLabel("success"), state.successes as f64),
-        (&ResultLabel("failure"), state.failures as f64),
+    out.push(REFRESHES.family_of([
+        (ResultLabel("success"), state.successes as f64),
+        (ResultLabel("failure"), state.failures as f64),
     ]));
-    let requests: Vec<(RequestLabels, f64)> = api
-        .requests()
-        .into_iter()
-        .map(|(endpoint, code, n)| (RequestLabels { endpoint, code }, n as f64))
-        .collect();
-    out.push(API_REQUESTS.family(requests.iter().map(|(k, n)| (k, *n))));
-    let guards: Vec<(GuardLabels, f64)> = api
-        .guards()
-        .into_iter()
-        .map(|(endpoint, guard, n)| (GuardLabels { endpoint, guard }, n as f64))
-        .collect();
-    out.push(PAGING_GUARDS.family(guards.iter().map(|(k, n)| (k, *n))));
+    out.push(
+        API_REQUESTS.family_of(
+            api.requests()
+                .into_iter()
+                .map(|(endpoint, code, n)| (RequestLabels { endpoint, code }, n as f64)),
+        ),
+    );
+    out.push(
+        PAGING_GUARDS.family_of(
+            api.guards()
+                .into_iter()
+                .map(|(endpoint, guard, n)| (GuardLabels { endpoint, guard }, n as f64)),
+        ),
+    );
     out.push(BUILD_INFO.family([(&BUILD, 1.0)]));
-    out.retain(|f| !f.samples().is_empty());
+    out.retain(|f| !f.is_empty());
     out
 }
 
 /// The OTLP push's families.
-pub fn push_families(p: &PushCounts) -> Vec<Family> {
-    let mut out = vec![OTLP_PUSHES.family([
-        (&ResultLabel("success"), p.success as f64),
-        (&ResultLabel("partial"), p.partial as f64),
-        (&ResultLabel("failure"), p.failure as f64),
+pub fn push_families(p: &PushCounts) -> Vec<Family<'static>> {
+    let mut out = vec![OTLP_PUSHES.family_of([
+        (ResultLabel("success"), p.success as f64),
+        (ResultLabel("partial"), p.partial as f64),
+        (ResultLabel("failure"), p.failure as f64),
     ])];
     if let Some(t) = p.last_success {
         out.push(OTLP_LAST_SUCCESS.one(t));

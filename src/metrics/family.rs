@@ -109,21 +109,43 @@ impl<K: Labels<N>, const N: usize> Metric<K, N> {
         metric
     }
 
-    /// The family with one sample per key and value.
-    pub fn family<'a>(&'static self, rows: impl IntoIterator<Item = (&'a K, f64)>) -> Family
+    /// The family with one sample per key and value; its label values are
+    /// borrowed from the keys.
+    pub fn family<'a>(&'static self, rows: impl IntoIterator<Item = (&'a K, f64)>) -> Family<'a>
     where
         K: 'a,
     {
-        Family {
-            desc: &self.desc,
-            samples: rows
-                .into_iter()
-                .map(|(key, value)| Sample {
-                    labels: key.values().map(str::to_owned).to_vec(),
-                    value,
-                })
-                .collect(),
+        let mut family = Family::empty(&self.desc);
+        for (key, value) in rows {
+            family.labels.extend(key.values());
+            family.values.push(value);
         }
+        family
+    }
+
+    /// The family of keys whose label values live for ever (counters by
+    /// result, endpoint or code), which need not outlive the call.
+    pub fn family_of(&'static self, rows: impl IntoIterator<Item = (K, f64)>) -> Family<'static>
+    where
+        K: StaticLabels<N>,
+    {
+        let mut family = Family::empty(&self.desc);
+        for (key, value) in rows {
+            family.labels.extend(key.static_values());
+            family.values.push(value);
+        }
+        family
+    }
+}
+
+/// A label set whose values are `'static` text.
+pub trait StaticLabels<const N: usize>: Labels<N> {
+    fn static_values(&self) -> [&'static str; N];
+}
+
+impl StaticLabels<0> for NoLabels {
+    fn static_values(&self) -> [&'static str; 0] {
+        []
     }
 }
 
@@ -132,75 +154,99 @@ impl<K, const N: usize> Metric<K, N> {
     /// as many values as the family has labels, but any text. For the fuzz
     /// targets, which put arbitrary strings in every label; the exporter
     /// makes its families from keys (`family`).
-    pub fn family_of_values(
+    pub fn family_of_values<'a>(
         &'static self,
-        rows: impl IntoIterator<Item = ([String; N], f64)>,
-    ) -> Family {
-        Family {
-            desc: &self.desc,
-            samples: rows
-                .into_iter()
-                .map(|(labels, value)| Sample {
-                    labels: labels.to_vec(),
-                    value,
-                })
-                .collect(),
+        rows: impl IntoIterator<Item = ([&'a str; N], f64)>,
+    ) -> Family<'a> {
+        let mut family = Family::empty(&self.desc);
+        for (labels, value) in rows {
+            family.labels.extend(labels);
+            family.values.push(value);
         }
+        family
     }
 }
 
 impl Metric<NoLabels, 0> {
     /// The family of one sample.
-    pub fn one(&'static self, value: f64) -> Family {
-        self.family([(&NoLabels, value)])
+    pub fn one(&'static self, value: f64) -> Family<'static> {
+        self.family_of([(NoLabels, value)])
     }
 }
 
-/// A family's samples, made only through its `Metric`.
+/// A family's samples, made only through its `Metric`: the label values of
+/// every sample end to end (as many a sample as the family has labels),
+/// borrowed from the keys they came from, and the values.
 #[derive(Debug, Clone)]
-pub struct Family {
+pub struct Family<'a> {
     desc: &'static Desc,
-    samples: Vec<Sample>,
+    labels: Vec<&'a str>,
+    values: Vec<f64>,
 }
 
-impl Family {
+/// One sample of a family.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'f, 'a> {
+    labels: &'f [&'a str],
+    value: f64,
+}
+
+impl<'a> Family<'a> {
+    fn empty(desc: &'static Desc) -> Family<'a> {
+        Family {
+            desc,
+            labels: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
     pub fn desc(&self) -> &'static Desc {
         self.desc
     }
 
-    pub fn samples(&self) -> &[Sample] {
-        &self.samples
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn samples(&self) -> impl ExactSizeIterator<Item = Sample<'_, 'a>> + '_ {
+        let width = self.desc.labels.len();
+        self.values
+            .iter()
+            .enumerate()
+            .map(move |(i, &value)| Sample {
+                labels: &self.labels[i * width..(i + 1) * width],
+                value,
+            })
     }
 }
 
 #[cfg(test)]
-impl Family {
-    /// Any samples under any declaration, for the encoders' own tests
-    /// (the table's families are made through their `Metric`).
+impl<'a> Family<'a> {
+    /// Any samples under any declaration, for the encoders' own tests (the
+    /// table's families are made through their `Metric`). Each sample must
+    /// have a value for every label of `desc`.
     pub(crate) fn raw(
         desc: &'static Desc,
-        samples: impl IntoIterator<Item = (Vec<String>, f64)>,
-    ) -> Family {
-        Family {
-            desc,
-            samples: samples
-                .into_iter()
-                .map(|(labels, value)| Sample { labels, value })
-                .collect(),
+        samples: impl IntoIterator<Item = (Vec<&'a str>, f64)>,
+    ) -> Family<'a> {
+        let mut family = Family::empty(desc);
+        for (labels, value) in samples {
+            assert_eq!(labels.len(), desc.labels.len(), "{}", desc.name);
+            family.labels.extend(labels);
+            family.values.push(value);
         }
+        family
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    labels: Vec<String>,
-    value: f64,
-}
-
-impl Sample {
+impl<'f, 'a> Sample<'f, 'a> {
     /// Values in the order of `Desc::labels`, already normalised.
-    pub fn labels(&self) -> &[String] {
-        &self.labels
+    pub fn labels(&self) -> &'f [&'a str] {
+        self.labels
     }
 
     pub fn value(&self) -> f64 {

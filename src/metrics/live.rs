@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The live families now: the push's counters (when the push is on) and a
 /// fresh reading of the process figures.
-pub(crate) fn read(push: Option<PushCounts>) -> Vec<Family> {
+pub(crate) fn read(push: Option<PushCounts>) -> Vec<Family<'static>> {
     let mut out = push.as_ref().map(push_families).unwrap_or_default();
     out.extend(process_families(&ProcessStats::read()));
     out
 }
 
-pub fn process_families(p: &ProcessStats) -> Vec<Family> {
+pub fn process_families(p: &ProcessStats) -> Vec<Family<'static>> {
     let mut out = vec![
         PROCESS_CPU.one(p.cpu_seconds),
         PROCESS_RSS.one(p.resident_bytes),

@@ -101,7 +101,6 @@ fn metric(family: &Family, org: &str, start: u64, time: u64) -> Metric {
     let desc = family.desc();
     let points = family
         .samples()
-        .iter()
         .map(|sample| {
             let org_label = desc
                 .org_label
@@ -113,7 +112,7 @@ fn metric(family: &Family, org: &str, start: u64, time: u64) -> Metric {
                         desc.labels
                             .iter()
                             .zip(sample.labels())
-                            .map(|(name, value)| key_value(name, value.clone())),
+                            .map(|(name, value)| key_value(name, (*value).to_owned())),
                     )
                     .collect(),
                 start_time_unix_nano: if desc.kind == Kind::Counter { start } else { 0 },
@@ -220,8 +219,8 @@ mod tests {
     #[test]
     fn gauge_counter_and_process_families_map_per_the_contract() {
         let snapshot = vec![
-            Family::raw(&QUANTITY, [(vec!["vPC".into(), "s-1".into()], 20.0)]),
-            Family::raw(&REQUESTS, [(vec!["200".into()], 7.0)]),
+            Family::raw(&QUANTITY, [(vec!["vPC", "s-1"], 20.0)]),
+            Family::raw(&REQUESTS, [(vec!["200"], 7.0)]),
         ];
         let live = vec![Family::raw(&RSS, [(vec![], 4096.0)])];
         let req = request(&id(), &snapshot, 1_700_000_100.25, &live, 1_700_000_101.0);

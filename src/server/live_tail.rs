@@ -33,7 +33,7 @@ pub(crate) struct Tails {
     published: Weak<Published<Bodies>>,
     read_at: Instant,
     push: Option<PushCounts>,
-    families: Vec<Family>,
+    families: Vec<Family<'static>>,
     /// Indexed by `slot`.
     texts: [OnceLock<Bytes>; 2],
     gzip_ends: [OnceLock<Bytes>; 2],

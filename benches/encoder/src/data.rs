@@ -164,30 +164,33 @@ pub fn snapshot(units: usize) -> Snapshot {
     snap
 }
 
-/// The snapshot's families through the exporter's own metric table, less
-/// the handful of self-metrics with fewer labels.
-pub fn families(snapshot: &Snapshot) -> Vec<Family> {
-    let api = ApiStats::default();
-    let state = Status {
+/// What a successful refresh that built `snapshot` publishes.
+pub fn status(snapshot: Snapshot) -> Status {
+    Status {
         up: true,
         duration_seconds: 1.25,
         timestamp: snapshot.collected_at,
         last_success: Some(snapshot.collected_at),
         successes: 1,
         failures: 0,
-        snapshot: Some(Arc::new(snapshot.clone())),
-    };
-    let mut families = refresh_families(&state, &api);
+        snapshot: Some(Arc::new(snapshot)),
+    }
+}
+
+/// The status's families through the exporter's own metric table, less
+/// the handful of self-metrics with fewer labels.
+pub fn families(status: &Status) -> Vec<Family<'_>> {
+    let mut families = refresh_families(status, &ApiStats::default());
     families.retain(|f| f.desc().labels.len() >= 6);
     families
 }
 
-pub fn series(families: &[Family]) -> usize {
+pub fn series(families: &[Family<'_>]) -> usize {
     families.iter().map(|f| f.samples().len()).sum()
 }
 
 /// The label pairs of a sample, org_name first, as the crates take them.
-fn pairs(family: &Family, values: &[String]) -> Vec<(String, String)> {
+fn pairs(family: &Family<'_>, values: &[&str]) -> Vec<(String, String)> {
     std::iter::once(("org_name".to_owned(), ORG.to_owned()))
         .chain(
             family
@@ -195,7 +198,7 @@ fn pairs(family: &Family, values: &[String]) -> Vec<(String, String)> {
                 .labels
                 .iter()
                 .zip(values)
-                .map(|(n, v)| ((*n).to_owned(), v.clone())),
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
         )
         .collect()
 }
@@ -213,7 +216,7 @@ pub fn prometheus_client_registry(families: &[Family]) -> prometheus_client::reg
         let metric: PcFamily<Vec<(String, String)>, PcGauge<f64, AtomicU64>> = PcFamily::default();
         for sample in family.samples() {
             metric
-                .get_or_create(&pairs(family, &sample.labels()))
+                .get_or_create(&pairs(family, sample.labels()))
                 .set(sample.value());
         }
         registry.register(
@@ -239,7 +242,7 @@ pub fn prometheus_registry(families: &[Family]) -> prometheus::Registry {
         .expect("the exporter's metric and label names are valid");
         for sample in family.samples() {
             let values: Vec<&str> = std::iter::once(ORG)
-                .chain(sample.labels().iter().map(String::as_str))
+                .chain(sample.labels().iter().copied())
                 .collect();
             vec.with_label_values(&values).set(sample.value());
         }

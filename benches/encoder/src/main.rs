@@ -332,8 +332,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args = args()?;
-    let snapshot = data::snapshot(args.series / data::SERIES_PER_UNIT);
-    let families = data::families(&snapshot);
+    let status = data::status(data::snapshot(args.series / data::SERIES_PER_UNIT));
+    let families = data::families(&status);
     let series = data::series(&families);
     let pc = data::prometheus_client_registry(&families);
     let prom = data::prometheus_registry(&families);
