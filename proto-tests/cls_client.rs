@@ -1,6 +1,6 @@
 //! Protocol tests of the CLS client: the real exporter binary against the
-//! fake CLS (and, for broken transports, a raw socket server written here)
-//! over loopback sockets. Each test proves one behaviour of paging, retries,
+//! fake CLS (and, for answers of their own, a canned-answer server) over
+//! loopback sockets. Each test proves one behaviour of paging, retries,
 //! partial failures, leases, pipelining, or body limits and timeouts, with
 //! exact request sequences, series values and log lines.
 
@@ -8,14 +8,12 @@ mod support;
 
 use support::fake_cls::fixture;
 
+use base64::Engine;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+use support::canned::{Canned, CannedServer, Recorded, Tail};
 use support::exporter::{log_lines, peak_rss, refresh_failures, value, Exporter};
-use support::fake_cls::{Canned, FakeCls, KeyStyle, Paging, Recorded, Totals};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::fake_cls::{FakeCls, KeyStyle, Paging, Totals};
 
 const ORG: &str = r#"org_name="lic-demo""#;
 
@@ -92,8 +90,8 @@ fn five_of_everything() -> Value {
 
 /// The `page-number` of each request whose path ends with `suffix`, in
 /// arrival order; `-` when the request had none.
-fn page_numbers(cls: &FakeCls, suffix: &str) -> Vec<String> {
-    cls.requests()
+fn page_numbers(requests: &[Recorded], suffix: &str) -> Vec<String> {
+    requests
         .iter()
         .filter(|r| r.path.ends_with(suffix))
         .map(|r| r.query_param("page-number").unwrap_or_else(|| "-".into()))
@@ -159,194 +157,8 @@ fn up(text: &str) -> Option<f64> {
     value(text, &format!("nvidia_cls_up{{{ORG}}} "))
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` for unix seconds (Hinnant's civil_from_days).
-fn http_date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][month as usize - 1];
-    format!(
-        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-// ------------------------------------------------------------ a raw server
-
-/// What the raw server does with one request.
-enum Act {
-    /// A complete response with this status and JSON body (keep-alive).
-    Json(u16, String),
-    /// Close the connection without answering.
-    Close,
-    /// Write these bytes, then close.
-    WriteThenClose(Vec<u8>),
-    /// Write these bytes, then keep the connection open and silent (at most 60 s).
-    WriteThenStall(Vec<u8>),
-    /// Write `head`, then `chunk` every `pause` until the peer goes away
-    /// (at most 60 s or 4 GiB).
-    Endless {
-        head: Vec<u8>,
-        chunk: Vec<u8>,
-        pause: Duration,
-    },
-}
-
-type Handler = Arc<dyn Fn(&str, usize) -> Act + Send + Sync>;
-
-/// A tiny HTTP/1.1 server over a plain TcpListener for answers the fake CLS
-/// cannot give: broken framing, stalls, endless bodies. The handler gets the
-/// request target and the index of the connection (0-based).
-struct RawServer {
-    addr: std::net::SocketAddr,
-    connections: Arc<AtomicUsize>,
-    /// (arrival, request target) of every request.
-    requests: Arc<Mutex<Vec<(Instant, String)>>>,
-    /// Bytes written by `Endless` answers.
-    written: Arc<AtomicUsize>,
-}
-
-impl RawServer {
-    async fn start(handler: impl Fn(&str, usize) -> Act + Send + Sync + 'static) -> RawServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = RawServer {
-            addr,
-            connections: Arc::default(),
-            requests: Arc::default(),
-            written: Arc::default(),
-        };
-        let handler: Handler = Arc::new(handler);
-        let (connections, requests, written) = (
-            server.connections.clone(),
-            server.requests.clone(),
-            server.written.clone(),
-        );
-        tokio::spawn(async move {
-            for _ in 0..10_000 {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let index = connections.fetch_add(1, Ordering::SeqCst);
-                let (handler, requests, written) =
-                    (handler.clone(), requests.clone(), written.clone());
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(60),
-                        serve_raw(stream, index, handler, requests, written),
-                    )
-                    .await;
-                });
-            }
-        });
-        server
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn request_count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-async fn serve_raw(
-    mut stream: TcpStream,
-    index: usize,
-    handler: Handler,
-    requests: Arc<Mutex<Vec<(Instant, String)>>>,
-    written: Arc<AtomicUsize>,
-) {
-    let mut buf = Vec::new();
-    for _ in 0..10_000 {
-        // Read one request head (GET: no body), at most 64 KiB.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if buf.len() > 65_536 {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let target = head.split(' ').nth(1).unwrap_or("").to_owned();
-        requests
-            .lock()
-            .unwrap()
-            .push((Instant::now(), target.clone()));
-        match handler(&target, index) {
-            Act::Json(status, body) => {
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(response.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-            Act::Close => return,
-            Act::WriteThenClose(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Act::WriteThenStall(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                return;
-            }
-            Act::Endless { head, chunk, pause } => {
-                if stream.write_all(&head).await.is_err() {
-                    return;
-                }
-                let started = Instant::now();
-                let limit = 4usize << 30;
-                while started.elapsed() < Duration::from_secs(60)
-                    && written.load(Ordering::SeqCst) < limit
-                {
-                    if stream.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                    written.fetch_add(chunk.len(), Ordering::SeqCst);
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                return;
-            }
-        }
-    }
-}
-
-fn empty_groups() -> String {
-    r#"{"virtualGroups":[]}"#.to_owned()
+fn empty_groups() -> Canned {
+    Canned::body(200, r#"{"virtualGroups":[]}"#)
 }
 
 // ================================================================== paging
@@ -420,7 +232,7 @@ const LISTINGS: [&str; 4] = [
 fn assert_page_numbers(cls: &FakeCls, want: &[&str]) {
     for suffix in LISTINGS {
         assert_eq!(
-            page_numbers(cls, suffix),
+            page_numbers(&cls.requests(), suffix),
             want,
             "page-number sequence of {suffix}"
         );
@@ -475,7 +287,7 @@ async fn a_listing_spanning_many_pages_is_read_whole() {
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0));
     assert_eq!(
-        page_numbers(&cls, "/license-servers"),
+        page_numbers(&cls.requests(), "/license-servers"),
         ["-", "1", "2"],
         "3 pages of 100, 100 and 50"
     );
@@ -628,22 +440,21 @@ async fn a_server_ignoring_page_number_is_stopped_by_the_repeated_page_guard() {
     }
 }
 
-/// A raw server for `/virtual-groups` pages numbered from `base` (a missing
-/// or lower page-number means the first page): `page` gives the group ids
-/// of page n, `report` its paginationInfo. Every other listing is empty.
-async fn raw_group_pages(
+/// A canned-answer server for `/virtual-groups` pages numbered from `base`
+/// (a missing or lower page-number means the first page): `page` gives the
+/// group ids of page n, `report` its paginationInfo. Every other listing is
+/// empty.
+async fn group_pages(
     base: u64,
     page: impl Fn(u64) -> Vec<u64> + Send + Sync + 'static,
     report: impl Fn(u64) -> Value + Send + Sync + 'static,
-) -> RawServer {
-    RawServer::start(move |target, _| {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if !path.ends_with("/virtual-groups") {
-            return Act::Json(200, r#"{"licenseServers":[],"licensePools":[],"clients":[]}"#.into());
+) -> CannedServer {
+    CannedServer::start(move |request, _| {
+        if !request.path.ends_with("/virtual-groups") {
+            return Canned::body(200, r#"{"licenseServers":[],"licensePools":[],"clients":[]}"#);
         }
-        let number = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("page-number="))
+        let number = request
+            .query_param("page-number")
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n >= base)
             .unwrap_or(base);
@@ -651,47 +462,29 @@ async fn raw_group_pages(
             .into_iter()
             .map(|id| json!({"id": id, "name": format!("g{id}"), "entitlements": group(id, vec![], json!({}))["entitlements"].clone()}))
             .collect();
-        Act::Json(
+        Canned::json(
             200,
-            json!({"virtualGroups": groups, "paginationInfo": report(number)}).to_string(),
+            &json!({"virtualGroups": groups, "paginationInfo": report(number)}),
         )
     })
     .await
-}
-
-fn raw_page_numbers(raw: &RawServer, suffix: &str) -> Vec<String> {
-    raw.requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, t)| t.split('?').next().unwrap().ends_with(suffix))
-        .map(|(_, t)| {
-            t.split_once('?')
-                .map(|(_, q)| q)
-                .unwrap_or("")
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("page-number="))
-                .unwrap_or("-")
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_based_server_that_reports_no_page_number_is_paged_from_its_first_page() {
     // Groups 1-5 in pages of 2, numbered from 1; a missing page-number (or 0)
     // means page 1; paginationInfo holds only the total.
-    let raw = raw_group_pages(
+    let server = group_pages(
         1,
         |n| ((n - 1) * 2 + 1..=((n - 1) * 2 + 2).min(5)).collect(),
         |_| json!({"totalRecords": 5}),
     )
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "2")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "2")]);
     let text = exporter.metrics().await;
     // Page 1 comes back twice (unnumbered, then as "1"): the client steps past it.
     assert_eq!(
-        raw_page_numbers(&raw, "/virtual-groups"),
+        page_numbers(&server.requests(), "/virtual-groups"),
         ["-", "1", "2", "3"]
     );
     assert_eq!(
@@ -707,15 +500,18 @@ async fn a_one_based_server_that_reports_no_page_number_is_paged_from_its_first_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_page_before_the_totals_is_stopped_by_the_short_total_guard() {
     // Claims 5 groups, but page 1 is already empty.
-    let raw = raw_group_pages(
+    let server = group_pages(
         0,
         |n| if n == 0 { vec![1, 2] } else { vec![] },
         |n| json!({"pageNumber": n, "pageSize": 2, "totalRecords": 5}),
     )
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "2")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "2")]);
     let text = exporter.metrics().await;
-    assert_eq!(raw_page_numbers(&raw, "/virtual-groups"), ["-", "1"]);
+    assert_eq!(
+        page_numbers(&server.requests(), "/virtual-groups"),
+        ["-", "1"]
+    );
     assert_eq!(up(&text), Some(1.0));
     assert_eq!(
         count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
@@ -915,9 +711,10 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let cls = FakeCls::start(n_groups(1), "test-key").await;
     cls.set_override(
         "/virtual-groups",
-        Canned::status(429)
-            .with_times(1)
-            .with_header("retry-after", &http_date(unix_now() + 2)),
+        Canned::status(429).with_times(1).with_header(
+            "retry-after",
+            &httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2)),
+        ),
     );
     let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
     let text = exporter.metrics().await;
@@ -998,19 +795,19 @@ async fn a_request_is_tried_four_times_at_most() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_are_retried() {
     // The first two connections are closed without an answer.
-    let raw = RawServer::start(|_, connection| {
+    let server = CannedServer::start(|_, connection| {
         if connection < 2 {
-            Act::Close
+            Canned::hang_up()
         } else {
-            Act::Json(200, empty_groups())
+            empty_groups()
         }
     })
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[]);
+    let exporter = Exporter::start(&server.base_url(), &[]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0), "{}", exporter.stderr());
-    assert_eq!(raw.request_count(), 3);
-    assert_eq!(raw.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(server.request_count(), 3);
+    assert_eq!(server.connections(), 3);
     assert_eq!(requests_total(&text, "virtual_groups", "error"), Some(2.0));
     assert_eq!(requests_total(&text, "virtual_groups", "200"), Some(1.0));
 }
@@ -1148,22 +945,22 @@ async fn a_failed_group_listing_fails_the_refresh_and_keeps_the_previous_snapsho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_listing_failing_on_a_later_page_fails_the_refresh() {
     // Page 0 holds group 1 and promises a second page, which fails.
-    let raw = RawServer::start(|target, _| {
-        if target.contains("/virtual-groups?") && target.contains("page-number=1") {
-            Act::Json(500, "{}".into())
-        } else if target.contains("/virtual-groups?") {
+    let server = CannedServer::start(|request, _| {
+        let groups = request.path.ends_with("/virtual-groups");
+        if groups && request.query_param("page-number").as_deref() == Some("1") {
+            Canned::body(500, "{}")
+        } else if groups {
             let g = group(1, vec![], json!({}));
-            Act::Json(
+            Canned::json(
                 200,
-                json!({"virtualGroups": [g], "paginationInfo": {"pageNumber": 0, "pageSize": 1, "totalPages": 2}})
-                    .to_string(),
+                &json!({"virtualGroups": [g], "paginationInfo": {"pageNumber": 0, "pageSize": 1, "totalPages": 2}}),
             )
         } else {
-            Act::Json(200, r#"{"licenseServers":[]}"#.into())
+            Canned::body(200, r#"{"licenseServers":[]}"#)
         }
     })
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "1")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "1")]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(0.0));
     assert!(
@@ -1311,7 +1108,7 @@ fn gzip_bomb(mib: usize) -> String {
     for _ in 0..mib {
         stream.extend_from_slice(&spaces);
     }
-    support::fake_cls::base64(&stream)
+    base64::engine::general_purpose::STANDARD.encode(&stream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1408,7 +1205,7 @@ async fn compressed_clients_replace_clients_sent_alongside() {
         .unwrap();
     let both = json!({
         "clients": clients,
-        "compressedClients": support::fake_cls::base64(&gz.finish().unwrap()),
+        "compressedClients": base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap()),
     });
     let cls = FakeCls::start(n_groups(1), "test-key").await;
     cls.set_override(
@@ -1599,10 +1396,10 @@ async fn connections_are_kept_alive_and_reused() {
 
 // ================================================ body limits and timeouts
 
-/// Runs one refresh against `raw` with SCRAPE_TIMEOUT `timeout`: returns
+/// Runs one refresh against `server` with SCRAPE_TIMEOUT `timeout`: returns
 /// (exposition, wall time of the scrape, the exporter).
-async fn refresh_against(raw: &RawServer, timeout: &str) -> (String, Duration, Exporter) {
-    let exporter = Exporter::start(&raw.base_url(), &[("SCRAPE_TIMEOUT", timeout)]);
+async fn refresh_against(server: &CannedServer, timeout: &str) -> (String, Duration, Exporter) {
+    let exporter = Exporter::start(&server.base_url(), &[("SCRAPE_TIMEOUT", timeout)]);
     let started = Instant::now();
     let text = exporter.metrics().await;
     (text, started.elapsed(), exporter)
@@ -1613,21 +1410,21 @@ const BODY_CAP: usize = 64 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_body_is_cut_at_the_cap_with_bounded_memory() {
-    let raw = RawServer::start(|_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4294967296\r\n\r\n{\"virtualGroups\":[".to_vec(),
-        chunk: vec![b' '; 64 << 10],
-        pause: Duration::ZERO,
+    let head = r#"{"virtualGroups":["#;
+    let server = CannedServer::start(move |_, _| {
+        Canned::body(200, head)
+            .with_header("content-length", "4294967296")
+            .with_tail(Tail::repeat(
+                vec![b' '; 64 << 10],
+                (4 << 30) - head.len() as u64,
+            ))
     })
     .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "10s").await;
+    let (text, elapsed, exporter) = refresh_against(&server, "10s").await;
     let rss = peak_rss(exporter.pid());
-    eprintln!(
-        "huge: {elapsed:?}, peak RSS {} MiB, {} MiB written",
-        rss >> 20,
-        raw.written.load(Ordering::SeqCst) >> 20
-    );
+    eprintln!("huge: {elapsed:?}, peak RSS {} MiB", rss >> 20);
     assert_eq!(up(&text), Some(0.0));
-    assert_eq!(raw.request_count(), 1, "too large is not retried");
+    assert_eq!(server.request_count(), 1, "too large is not retried");
     assert_eq!(
         refresh_failures(&exporter).await,
         [format!(
@@ -1644,20 +1441,17 @@ async fn a_huge_body_is_cut_at_the_cap_with_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_chunked_body_is_cut_at_the_cap_with_bounded_memory() {
-    let mut chunk = format!("{:x}\r\n", 64 << 10).into_bytes();
-    chunk.extend(vec![b' '; 64 << 10]);
-    chunk.extend(b"\r\n");
-    let raw = RawServer::start(move |_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n12\r\n{\"virtualGroups\":[\r\n".to_vec(),
-        chunk: chunk.clone(),
-        pause: Duration::ZERO,
+    // No content-length: the body goes chunked, 64 KiB a chunk.
+    let server = CannedServer::start(|_, _| {
+        Canned::body(200, r#"{"virtualGroups":["#)
+            .with_tail(Tail::repeat(vec![b' '; 64 << 10], 4 << 30))
     })
     .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "10s").await;
+    let (text, elapsed, exporter) = refresh_against(&server, "10s").await;
     let rss = peak_rss(exporter.pid());
     eprintln!("endless: {elapsed:?}, peak RSS {} MiB", rss >> 20);
     assert_eq!(up(&text), Some(0.0));
-    assert_eq!(raw.request_count(), 1);
+    assert_eq!(server.request_count(), 1);
     assert_eq!(
         refresh_failures(&exporter).await,
         [format!(
@@ -1674,13 +1468,16 @@ async fn an_endless_chunked_body_is_cut_at_the_cap_with_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_trickles_forever_ends_at_the_deadline() {
-    let raw = RawServer::start(|_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n12\r\n{\"virtualGroups\":[\r\n".to_vec(),
-        chunk: b"1\r\n \r\n".to_vec(),
-        pause: Duration::from_millis(20),
+    // One space every 20 ms, chunked, for a minute at most.
+    let server = CannedServer::start(|_, _| {
+        Canned::body(200, r#"{"virtualGroups":["#).with_tail(Tail::trickle(
+            &b" "[..],
+            Duration::from_millis(20),
+            3000,
+        ))
     })
     .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
+    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
     assert_eq!(up(&text), Some(0.0));
     assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
     assert_eq!(
@@ -1691,14 +1488,13 @@ async fn a_body_that_trickles_forever_ends_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_connection_ends_at_the_deadline() {
-    let raw = RawServer::start(|_, _| {
-        Act::WriteThenStall(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"virtual"
-                .to_vec(),
-        )
+    let server = CannedServer::start(|_, _| {
+        Canned::body(200, r#"{"virtual"#)
+            .with_header("content-length", "100")
+            .with_tail(Tail::Stall(Duration::from_secs(60)))
     })
     .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
+    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
     assert_eq!(up(&text), Some(0.0));
     assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
     assert_eq!(
@@ -1710,14 +1506,13 @@ async fn a_stalled_connection_ends_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_body_ends_the_request_with_a_clear_error() {
     // Promises 1000 bytes, sends 10, closes.
-    let raw = RawServer::start(|_, _| {
-        Act::WriteThenClose(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"virtualG"
-                .to_vec(),
-        )
+    let server = CannedServer::start(|_, _| {
+        Canned::body(200, r#"{"virtualG"#)
+            .with_header("content-length", "1000")
+            .with_tail(Tail::Close)
     })
     .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
+    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
     assert_eq!(up(&text), Some(0.0));
     assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
     let attempts = requests_total(&text, "virtual_groups", "200").unwrap();

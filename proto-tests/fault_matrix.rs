@@ -18,9 +18,10 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::canned::{Canned, Tail};
 use support::exporter::{http, promtool, Exporter};
 use support::exposition::{check, Flavor, Sample};
-use support::fake_cls::{generate_org, Canned, FakeCls, Paging, Tail};
+use support::fake_cls::{generate_org, FakeCls, Paging};
 use support::front::{Front, Mode, Pki};
 
 /// The API key: a sentinel that must never appear in any output.
@@ -689,10 +690,10 @@ async fn truncated_body_is_retried_then_keeps_the_snapshot() {
 /// declared (`declared`) or sent chunked (`!declared`).
 fn big_body(head: &str, mib: u64, declared: bool) -> Canned {
     let total = mib << 20;
-    let canned = Canned::body(200, head).with_tail(Tail::Repeat {
-        chunk: vec![b' '; 64 << 10].into(),
-        limit: total - head.len() as u64,
-    });
+    let canned = Canned::body(200, head).with_tail(Tail::repeat(
+        vec![b' '; 64 << 10],
+        total - head.len() as u64,
+    ));
     if declared {
         canned.with_header("content-length", &total.to_string())
     } else {

@@ -6,8 +6,9 @@ mod support;
 use support::fake_cls::fixture;
 
 use std::time::Duration;
+use support::canned::Canned;
 use support::exporter::{http, log_lines, run_to_end, stable, value, Exporter};
-use support::fake_cls::{Canned, FakeCls};
+use support::fake_cls::FakeCls;
 
 async fn fake() -> FakeCls {
     FakeCls::start(fixture(), "test-key").await

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod canned;
 pub mod exporter;
 pub mod exposition;
 pub mod fake_cls;
