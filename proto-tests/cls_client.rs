@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use support::canned::{Canned, CannedServer, Recorded, Tail};
 use support::exporter::{log_lines, peak_rss, refresh_failures, value, Exporter};
 use support::fake_cls::{FakeCls, KeyStyle, Paging, Totals};
+use support::series::{data, guard, partial, requests_total, up};
 
 const ORG: &str = r#"org_name="lic-demo""#;
 
@@ -128,33 +129,6 @@ fn feature_active(text: &str, group: u64, id: &str) -> Option<f64> {
             server_labels(group, id)
         ),
     )
-}
-
-fn guard(text: &str, endpoint: &str, guard: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            r#"nvidia_cls_pagination_guards_total{{{ORG},endpoint="{endpoint}",guard="{guard}"}} "#
-        ),
-    )
-}
-
-fn partial(text: &str, endpoint: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"nvidia_cls_partial_refresh_failures{{{ORG},endpoint="{endpoint}"}} "#),
-    )
-}
-
-fn requests_total(text: &str, endpoint: &str, code: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"nvidia_cls_api_requests_total{{{ORG},endpoint="{endpoint}",code="{code}"}} "#),
-    )
-}
-
-fn up(text: &str) -> Option<f64> {
-    value(text, &format!("nvidia_cls_up{{{ORG}}} "))
 }
 
 fn empty_groups() -> Canned {
@@ -905,18 +879,6 @@ async fn a_rejected_api_key_is_explained_in_one_log_line() {
 
 // ====================================================== partial failures
 
-/// The data lines of an exposition (no refresh bookkeeping).
-fn data_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| {
-            l.starts_with("nvidia_cls_license_")
-                || l.starts_with("nvidia_cls_entitlement_")
-                || l.starts_with("nvidia_cls_partial_")
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_group_listing_fails_the_refresh_and_keeps_the_previous_snapshot() {
     let cls = FakeCls::start(n_groups(2), "test-key").await;
@@ -927,7 +889,7 @@ async fn a_failed_group_listing_fails_the_refresh_and_keeps_the_previous_snapsho
     tokio::time::sleep(Duration::from_millis(250)).await;
     let second = exporter.metrics().await;
     assert_eq!(up(&second), Some(0.0));
-    assert_eq!(data_lines(&first), data_lines(&second));
+    assert_eq!(data(&first), data(&second));
     assert_eq!(server_active(&second, 2, "s2"), Some(1.0));
     assert_eq!(
         value(

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::exporter::{http, tool, Exporter};
+use support::exporter::{http, Exporter};
 use support::fake_cls::FakeCls;
+use support::tools::{output_text, run_bounded, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -53,7 +54,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
-    let Some(promtool) = tool("promtool") else {
+    let Some(promtool) = tool("promtool", "apt-get install prometheus") else {
         return;
     };
     let dir = format!("{ROOT}/deploy/prometheus");
@@ -61,16 +62,15 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         ["check", "rules", "alerts.yml"],
         ["test", "rules", "alerts_test.yml"],
     ] {
-        let out = Command::new(&promtool)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
+        let out = run_bounded(
+            Command::new(&promtool).args(args).current_dir(&dir),
+            None,
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "promtool {args:?}: {}",
+            output_text(&out)
         );
     }
 }
@@ -101,7 +101,7 @@ async fn prom_query(prometheus: SocketAddr, query: &str) -> Vec<Value> {
 /// fixture produces arrives with the fake's values, label escaping intact.
 #[tokio::test]
 async fn real_prometheus_scrapes_every_family_intact() {
-    let Some(prometheus_bin) = tool("prometheus") else {
+    let Some(prometheus_bin) = tool("prometheus", "apt-get install prometheus") else {
         return;
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
@@ -269,7 +269,7 @@ async fn real_prometheus_scrapes_every_family_intact() {
 /// expiry dates, with hostile text escaped; a screenshot is taken.
 #[tokio::test]
 async fn status_page_renders_in_headless_chromium() {
-    let Some(chromium) = tool("chromium") else {
+    let Some(chromium) = tool("chromium", "apt-get install chromium") else {
         return;
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
@@ -286,24 +286,25 @@ async fn status_page_renders_in_headless_chromium() {
     let dir = scratch_dir("chromium");
     let url = format!("http://{}/", exporter.addr);
     let run = |extra: &[String]| {
-        let out = Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .args(extra)
-            .arg(&url)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run chromium");
+        let out = run_bounded(
+            Command::new(&chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                ])
+                .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+                .args(extra)
+                .arg(&url),
+            None,
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "chromium: {}",

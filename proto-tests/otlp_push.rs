@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{log_lines, value, Exporter};
 use support::fake_cls::FakeCls;
+use support::series::up;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
@@ -909,7 +910,7 @@ async fn collector_down_at_start_then_up_receives_data() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(org_value(&text, "nvidia_cls_up", ""), Some(1.0));
+    assert_eq!(up(&text), Some(1.0));
     let collector = Collector::accepting();
     grpc_collector_on(&collector, addr, None).await;
     assert!(
@@ -991,10 +992,7 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
     // /metrics stays fast while pushes hang.
     for _ in 0..5 {
         let started = Instant::now();
-        assert_eq!(
-            org_value(&exporter.metrics().await, "nvidia_cls_up", ""),
-            Some(1.0)
-        );
+        assert_eq!(up(&exporter.metrics().await), Some(1.0));
         assert!(started.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

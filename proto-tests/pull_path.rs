@@ -647,7 +647,7 @@ async fn promtool_check_metrics_is_clean() {
     let cls = fake().await;
     let exporter = Exporter::start(&cls.base_url(), &[]);
     let text = exporter.metrics().await;
-    if let Some(verdict) = support::exporter::promtool(&text) {
+    if let Some(verdict) = support::tools::promtool(&text) {
         verdict.expect("promtool check metrics: no error, no lint warning");
     }
 }

@@ -4,3 +4,5 @@ pub mod exporter;
 pub mod exposition;
 pub mod fake_cls;
 pub mod front;
+pub mod series;
+pub mod tools;
