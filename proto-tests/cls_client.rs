@@ -12,124 +12,13 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime};
 use support::canned::{Canned, CannedServer, Recorded, Tail};
-use support::exporter::{log_lines, peak_rss, refresh_failures, value, Exporter};
+use support::exporter::{log_lines, peak_rss, refresh_failures, retries, value, Exporter};
 use support::fake_cls::{FakeCls, KeyStyle, Paging, Totals};
+use support::orgs::{
+    client, count_lines, feature_active, group, n_groups, n_of_everything, org, page_numbers,
+    server, server_active, server_labels, LISTINGS, ORG, VPC,
+};
 use support::series::{data, guard, partial, requests_total, up};
-
-const ORG: &str = r#"org_name="lic-demo""#;
-
-// ---------------------------------------------------------------- org builders
-
-/// A server with one feature (id `{id}-f`) and `pools` pools.
-fn server(id: &str, instance: &str, pools: usize) -> Value {
-    let pools: Vec<Value> = (0..pools)
-        .map(|p| {
-            json!({
-                "id": format!("{id}-pool{p}"), "name": format!("pool{p}"),
-                "licensePoolFeatures": [
-                    { "licenseServerFeatureId": format!("{id}-f"), "totalAllotment": 10, "inUse": p }
-                ]
-            })
-        })
-        .collect();
-    json!({
-        "id": id, "name": format!("name-{id}"), "status": "ENABLED",
-        "deployedOn": "CLOUD", "leasingMode": "STANDARD", "serviceInstanceId": instance,
-        "licenseServerFeatures": [ {
-            "id": format!("{id}-f"), "featureName": "GRID-Virtual-PC",
-            "productName": "NVIDIA Virtual PC", "licenseType": "CONCURRENT_COUNTED_SINGLE",
-            "totalQuantity": 10
-        } ],
-        "licensePools": pools,
-    })
-}
-
-/// A lease client holding one lease `lease` of `server`'s feature.
-fn client(server: &str, lease: &str) -> Value {
-    json!({
-        "leases": [ { "leaseId": lease, "featureName": "GRID-Virtual-PC", "leaseCount": 1,
-                      "licenseAllotmentFeatureId": format!("{server}-f") } ],
-        "additionalProperties": { "license_server_id": server,
-                                  "license_server_name": format!("name-{server}") }
-    })
-}
-
-/// A group with one entitlement of `id` licenses (so every group read shows
-/// up as a series), its servers, and its leases keyed by service instance.
-fn group(id: u64, servers: Vec<Value>, leases: Value) -> Value {
-    json!({
-        "id": id, "name": format!("g{id}"),
-        "entitlements": [ { "id": format!("ent-{id}"), "entitlementProductKeys": [ {
-            "entitlementFeatures": [ {
-                "featureName": "GRID-Virtual-PC", "featureVersion": "1",
-                "productName": "NVIDIA Virtual PC", "licenseType": "CONCURRENT_COUNTED_SINGLE",
-                "totalQuantity": id
-            } ] } ] } ],
-        "licenseServers": servers,
-        "leases": leases,
-    })
-}
-
-fn org(groups: Vec<Value>) -> Value {
-    json!({ "org": "lic-demo", "virtualGroups": groups })
-}
-
-/// Five of everything, for a page size of 2 (three pages per listing):
-/// groups 1-5; group 1 has servers s1-s5 on service instance `si-1`; s1 has
-/// five pools; `si-1` has five lease clients, one lease each, all on s1.
-fn five_of_everything() -> Value {
-    let servers = (1..=5)
-        .map(|s| server(&format!("s{s}"), "si-1", if s == 1 { 5 } else { 1 }))
-        .collect();
-    let clients: Vec<Value> = (1..=5).map(|l| client("s1", &format!("L{l}"))).collect();
-    let mut groups = vec![group(1, servers, json!({ "si-1": clients }))];
-    groups.extend((2..=5).map(|g| group(g, vec![], json!({}))));
-    org(groups)
-}
-
-// ------------------------------------------------------------------- helpers
-
-/// The `page-number` of each request whose path ends with `suffix`, in
-/// arrival order; `-` when the request had none.
-fn page_numbers(requests: &[Recorded], suffix: &str) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.path.ends_with(suffix))
-        .map(|r| r.query_param("page-number").unwrap_or_else(|| "-".into()))
-        .collect()
-}
-
-fn count_lines(text: &str, prefix: &str) -> usize {
-    text.lines().filter(|l| l.starts_with(prefix)).count()
-}
-
-fn server_labels(group: u64, id: &str) -> String {
-    format!(
-        r#"virtual_group_id="{group}",virtual_group_name="g{group}",server_id="{id}",server_name="name-{id}""#
-    )
-}
-
-const VPC: &str = r#"feature_name="GRID-Virtual-PC",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE""#;
-
-fn server_active(text: &str, group: u64, id: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            "nvidia_cls_license_server_active_leases{{{ORG},{}}} ",
-            server_labels(group, id)
-        ),
-    )
-}
-
-fn feature_active(text: &str, group: u64, id: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            "nvidia_cls_license_server_feature_active_leases{{{ORG},{},{VPC}}} ",
-            server_labels(group, id)
-        ),
-    )
-}
 
 fn empty_groups() -> Canned {
     Canned::body(200, r#"{"virtualGroups":[]}"#)
@@ -139,7 +28,7 @@ fn empty_groups() -> Canned {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_size_defaults_to_100_and_is_set_by_cls_page_size_and_its_flag() {
-    let cls = FakeCls::start(five_of_everything(), "test-key").await;
+    let cls = FakeCls::start(n_of_everything(5), "test-key").await;
     let sizes = |cls: &FakeCls| -> Vec<String> {
         let mut s: Vec<String> = cls
             .requests()
@@ -175,33 +64,6 @@ async fn page_size_defaults_to_100_and_is_set_by_cls_page_size_and_its_flag() {
     }
     assert_eq!(sizes(&cls), ["9"], "the flag wins over the environment");
 }
-
-/// `n` of everything, for a page size of 2: groups 1..=n; group 1 has servers
-/// s1..sn on service instance `si-1`; s1 has n pools, the others one; `si-1`
-/// has n lease clients, one lease each, all on s1.
-fn n_of_everything(n: u64) -> Value {
-    let servers = (1..=n)
-        .map(|s| {
-            server(
-                &format!("s{s}"),
-                "si-1",
-                if s == 1 { n as usize } else { 1 },
-            )
-        })
-        .collect();
-    let clients: Vec<Value> = (1..=n).map(|l| client("s1", &format!("L{l}"))).collect();
-    let mut groups = vec![group(1, servers, json!({ "si-1": clients }))];
-    groups.extend((2..=n).map(|g| group(g, vec![], json!({}))));
-    org(groups)
-}
-
-/// The four listings of `n_of_everything`, by path suffix.
-const LISTINGS: [&str; 4] = [
-    "/virtual-groups",
-    "/virtual-groups/1/license-servers",
-    "/license-servers/s1/license-pools",
-    "/virtual-groups/1/leases/all",
-];
 
 fn assert_page_numbers(cls: &FakeCls, want: &[&str]) {
     for suffix in LISTINGS {
@@ -532,53 +394,6 @@ async fn the_page_cap_stops_an_endless_listing() {
 
 // ================================================================= retries
 
-/// Groups 1..=n, each with one server `s{g}` on instance `si-{g}` and one lease.
-fn n_groups(n: u64) -> Value {
-    org((1..=n)
-        .map(|g| {
-            let s = format!("s{g}");
-            group(
-                g,
-                vec![server(&s, &format!("si-{g}"), 1)],
-                json!({ format!("si-{g}"): [client(&s, &format!("L{g}"))] }),
-            )
-        })
-        .collect())
-}
-
-/// (path, attempt, wait_ms) of every "retrying" debug line.
-async fn retries(exporter: &Exporter) -> Vec<(String, u32, u64)> {
-    log_lines(exporter, "retrying: ")
-        .await
-        .iter()
-        .map(|line| {
-            let field = |name: &str| {
-                line.split(&format!(" {name}="))
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap_or_else(|| panic!("{name} in {line}"))
-                    .trim_matches('"')
-                    .to_owned()
-            };
-            (
-                field("path"),
-                field("attempt").parse().unwrap(),
-                field("wait_ms").parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Arrival times of the requests to exactly `path` (after the org), in order.
-fn arrivals(cls: &FakeCls, path: &str) -> Vec<Instant> {
-    let full = format!("/v1/org/lic-demo{path}");
-    cls.requests_timed()
-        .into_iter()
-        .filter(|(_, r)| r.path == full)
-        .map(|(t, _)| t)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_429_502_503_504_are_retried_until_they_succeed() {
     let cls = FakeCls::start(n_groups(4), "test-key").await;
@@ -645,7 +460,7 @@ async fn retries_back_off_exponentially_with_full_jitter() {
     assert!(second.iter().max().unwrap() > &400, "{second:?}");
     // And the client really waited that long before asking again.
     for (path, attempt, wait_ms) in &retries {
-        let times = arrivals(&cls, path);
+        let times = cls.arrivals(path);
         assert_eq!(times.len(), 3, "{path}");
         let gap = times[*attempt as usize] - times[*attempt as usize - 1];
         assert!(
@@ -667,7 +482,7 @@ async fn retry_after_in_seconds_is_honoured() {
     let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0));
-    let times = arrivals(&cls, "/virtual-groups");
+    let times = cls.arrivals("/virtual-groups");
     assert_eq!(times.len(), 2);
     let gap = times[1] - times[0];
     assert!(
@@ -693,7 +508,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
     let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0));
-    let times = arrivals(&cls, "/virtual-groups");
+    let times = cls.arrivals("/virtual-groups");
     assert_eq!(times.len(), 2);
     let gap = times[1] - times[0];
     // Whole seconds: 2 s ahead is a wait of 1 to 2 s, never the ≤ 400 ms backoff.

@@ -266,6 +266,29 @@ pub async fn refresh_failures(exporter: &Exporter) -> Vec<String> {
         .collect()
 }
 
+/// (path, attempt, wait_ms) of every "retrying" debug line.
+pub async fn retries(exporter: &Exporter) -> Vec<(String, u32, u64)> {
+    log_lines(exporter, "retrying: ")
+        .await
+        .iter()
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(&format!(" {name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("{name} in {line}"))
+                    .trim_matches('"')
+                    .to_owned()
+            };
+            (
+                field("path"),
+                field("attempt").parse().unwrap(),
+                field("wait_ms").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.child.kill();

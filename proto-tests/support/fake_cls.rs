@@ -283,6 +283,17 @@ impl FakeCls {
         self.server.requests_timed()
     }
 
+    /// Arrival times of the requests to exactly `path` (after
+    /// `/v1/org/{org}`), in order.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        let full = format!("/v1/org/{}{path}", self.org_name());
+        self.requests_timed()
+            .into_iter()
+            .filter(|(_, r)| r.path == full)
+            .map(|(t, _)| t)
+            .collect()
+    }
+
     /// TCP connections accepted since start.
     pub fn connections(&self) -> usize {
         self.server.connections()

@@ -4,5 +4,6 @@ pub mod exporter;
 pub mod exposition;
 pub mod fake_cls;
 pub mod front;
+pub mod orgs;
 pub mod series;
 pub mod tools;
