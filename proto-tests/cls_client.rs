@@ -1,8 +1,10 @@
 //! Protocol tests of the CLS client: the real exporter binary against the
 //! fake CLS (and, for answers of their own, a canned-answer server) over
 //! loopback sockets. Each test proves one behaviour of paging, retries,
-//! partial failures, leases, pipelining, or body limits and timeouts, with
-//! exact request sequences, series values and log lines.
+//! partial failures, leases or pipelining, with exact request sequences,
+//! series values and log lines. What one fault of the CLS does to a refresh
+//! (the status rows, Retry-After, stalls, body limits, the repeated-page
+//! guard) has its one home in fault_matrix.rs.
 
 mod support;
 
@@ -10,15 +12,15 @@ use support::fake_cls::fixture;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant, SystemTime};
-use support::canned::{Canned, CannedServer, Recorded, Tail};
-use support::exporter::{log_lines, peak_rss, refresh_failures, retries, value, Exporter};
+use std::time::{Duration, Instant};
+use support::canned::{Canned, CannedServer, Recorded};
+use support::exporter::{log_lines, peak_rss, refresh_failures, retries, Exporter};
 use support::fake_cls::{FakeCls, KeyStyle, Paging, Totals};
 use support::orgs::{
     client, count_lines, feature_active, group, n_groups, n_of_everything, org, page_numbers,
-    server, server_active, server_labels, LISTINGS, ORG, VPC,
+    server, server_active, server_labels, LISTINGS, ORG,
 };
-use support::series::{data, guard, partial, requests_total, up};
+use support::series::{guard, partial, requests_total, up};
 
 fn empty_groups() -> Canned {
     Canned::body(200, r#"{"virtualGroups":[]}"#)
@@ -229,53 +231,6 @@ async fn without_pagination_info_one_page_is_read() {
     assert!(!text.contains("nvidia_cls_pagination_guards_total{"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_ignoring_page_number_is_stopped_by_the_repeated_page_guard() {
-    let paging = Paging {
-        ignore_page_number: true,
-        ..Paging::enabled(0)
-    };
-    let (cls, exporter, text) = paged(paging, 5, "2").await;
-    assert_page_numbers(&cls, &["-", "1"]);
-    for endpoint in [
-        "virtual_groups",
-        "license_servers",
-        "license_pools",
-        "leases",
-    ] {
-        assert_eq!(
-            guard(&text, endpoint, "repeated_page"),
-            Some(1.0),
-            "{endpoint}"
-        );
-    }
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(
-        count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
-        2
-    );
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 2);
-    assert_eq!(server_active(&text, 1, "s1"), Some(2.0));
-    let lines = log_lines(&exporter, "paging stopped early").await;
-    assert_eq!(lines.len(), 4, "one warning per listing: {lines:#?}");
-    for line in &lines {
-        assert!(line.contains(" WARN "), "{line}");
-        assert!(
-            line.contains(
-                "a page held only items already seen (the server seems to ignore page-number)"
-            ),
-            "{line}"
-        );
-        assert!(line.contains("guard=\"repeated_page\""), "{line}");
-    }
-    for suffix in LISTINGS {
-        assert!(
-            lines.iter().any(|l| l.contains(&format!("{suffix}\""))),
-            "{suffix} named in {lines:#?}"
-        );
-    }
-}
-
 /// A canned-answer server for `/virtual-groups` pages numbered from `base`
 /// (a missing or lower page-number means the first page): `page` gives the
 /// group ids of page n, `report` its paginationInfo. Every other listing is
@@ -471,80 +426,6 @@ async fn retries_back_off_exponentially_with_full_jitter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_in_seconds_is_honoured() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(503)
-            .with_times(1)
-            .with_header("retry-after", "1"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let times = cls.arrivals("/virtual-groups");
-    assert_eq!(times.len(), 2);
-    let gap = times[1] - times[0];
-    assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1300),
-        "{gap:?}"
-    );
-    assert_eq!(
-        retries(&exporter).await,
-        [("/virtual-groups".to_owned(), 1, 1000)]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_as_an_http_date_is_honoured() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(429).with_times(1).with_header(
-            "retry-after",
-            &httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2)),
-        ),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let times = cls.arrivals("/virtual-groups");
-    assert_eq!(times.len(), 2);
-    let gap = times[1] - times[0];
-    // Whole seconds: 2 s ahead is a wait of 1 to 2 s, never the ≤ 400 ms backoff.
-    assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_millis(2300),
-        "{gap:?}"
-    );
-    let retries = retries(&exporter).await;
-    assert_eq!(retries.len(), 1);
-    assert!([1000, 2000].contains(&retries[0].2), "{retries:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_past_the_deadline_fails_at_once() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(503).with_header("retry-after", "30"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("SCRAPE_TIMEOUT", "3s")]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups"), 1);
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 503"]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_stops_at_the_refresh_deadline() {
     let cls = FakeCls::start(n_groups(1), "test-key").await;
     cls.set_override("/virtual-groups", Canned::status(502));
@@ -568,20 +449,6 @@ async fn backoff_stops_at_the_refresh_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_is_tried_four_times_at_most() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(429).with_header("retry-after", "0"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups"), 4);
-    assert_eq!(requests_total(&text, "virtual_groups", "429"), Some(4.0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_are_retried() {
     // The first two connections are closed without an answer.
     let server = CannedServer::start(|_, connection| {
@@ -601,123 +468,7 @@ async fn connection_errors_are_retried() {
     assert_eq!(requests_total(&text, "virtual_groups", "200"), Some(1.0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_connection_is_retried_until_the_deadline() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let exporter = Exporter::start(
-        &format!("http://127.0.0.1:{port}"),
-        &[("SCRAPE_TIMEOUT", "1s")],
-    );
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(started.elapsed() < Duration::from_millis(1300));
-    assert_eq!(up(&text), Some(0.0));
-    // The first backoff is at most 400 ms: a second attempt always fits.
-    let attempts = requests_total(&text, "virtual_groups", "error").unwrap();
-    assert!((2.0..=4.0).contains(&attempts), "{attempts}");
-    let failures = refresh_failures(&exporter).await;
-    assert_eq!(failures.len(), 1);
-    assert!(
-        failures[0].starts_with("GET /virtual-groups failed: ")
-            && failures[0].contains("onnection refused"),
-        "{}",
-        failures[0]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statuses_400_401_403_404_are_not_retried() {
-    let cls = FakeCls::start(n_groups(5), "test-key").await;
-    for (g, code) in [(1, 400), (2, 401), (3, 403), (4, 404)] {
-        cls.set_override(
-            &format!("/virtual-groups/{g}/license-servers"),
-            Canned::status(code),
-        );
-    }
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    for g in 1..=4 {
-        assert_eq!(
-            cls.requests_ending_with(&format!("/virtual-groups/{g}/license-servers")),
-            1
-        );
-    }
-    for code in ["400", "401", "403", "404"] {
-        assert_eq!(
-            requests_total(&text, "license_servers", code),
-            Some(1.0),
-            "{code}"
-        );
-    }
-    assert_eq!(partial(&text, "license_servers"), Some(4.0));
-    assert_eq!(server_active(&text, 5, "s5"), Some(1.0), "group 5 is whole");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_api_key_is_explained_in_one_log_line() {
-    let cls = FakeCls::start(n_groups(1), "another-key").await;
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.request_count(), 1, "a 401 is not retried");
-    assert_eq!(
-        log_lines(&exporter, "API key").await.len(),
-        1,
-        "{}",
-        exporter.stderr()
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 401: the API key was rejected; check NVIDIA_API_KEY and that it has \"Licensing State\" access"]
-    );
-
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override("/virtual-groups", Canned::status(403));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    assert_eq!(up(&exporter.metrics().await), Some(0.0));
-    assert_eq!(cls.request_count(), 1, "a 403 is not retried");
-    assert_eq!(
-        log_lines(&exporter, "API key").await.len(),
-        1,
-        "{}",
-        exporter.stderr()
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 403: the API key lacks access; it needs the \"Licensing State\" access type for this org"]
-    );
-}
-
 // ====================================================== partial failures
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_group_listing_fails_the_refresh_and_keeps_the_previous_snapshot() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    let exporter = Exporter::start(&cls.base_url(), &[("CACHE_TTL", "200ms")]);
-    let first = exporter.metrics().await;
-    assert_eq!(up(&first), Some(1.0));
-    cls.set_override("/virtual-groups", Canned::status(500));
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let second = exporter.metrics().await;
-    assert_eq!(up(&second), Some(0.0));
-    assert_eq!(data(&first), data(&second));
-    assert_eq!(server_active(&second, 2, "s2"), Some(1.0));
-    assert_eq!(
-        value(
-            &second,
-            &format!(r#"nvidia_cls_refreshes_total{{{ORG},result="failure"}} "#)
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 500"]
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_listing_failing_on_a_later_page_fails_the_refresh() {
@@ -750,101 +501,6 @@ async fn a_group_listing_failing_on_a_later_page_fails_the_refresh() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_pool_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(
-        org(vec![group(
-            1,
-            vec![server("s1", "si-1", 2), server("s2", "si-1", 2)],
-            json!({ "si-1": [client("s1", "L1"), client("s2", "L2")] }),
-        )]),
-        "test-key",
-    )
-    .await;
-    cls.set_override("/license-servers/s2/license-pools", Canned::status(404));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let pools = |id: &str| {
-        count_lines(
-            &text,
-            &format!(
-                "nvidia_cls_license_pool_feature_allotment_quantity{{{ORG},{},",
-                server_labels(1, id)
-            ),
-        )
-    };
-    assert_eq!((pools("s1"), pools("s2")), (2, 0));
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 2);
-    assert_eq!(server_active(&text, 1, "s2"), Some(1.0));
-    assert_eq!(partial(&text, "license_pools"), Some(1.0));
-    for endpoint in ["virtual_groups", "license_servers", "leases"] {
-        assert_eq!(partial(&text, endpoint), Some(0.0));
-    }
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(" WARN partial refresh, publishing without this part: GET /virtual-groups/1/license-servers/s2/license-pools failed: HTTP 404"), "{}", lines[0]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_lease_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(feature_active(&text, 1, "s1"), Some(1.0));
-    // s2's leases are unknown: no series claims it has none.
-    assert_eq!(server_active(&text, 2, "s2"), None, "{text}");
-    // The rest of s2 is there.
-    assert!(text.contains(&format!(
-        "nvidia_cls_license_server_feature_total_quantity{{{ORG},{},{VPC}}} 10\n",
-        server_labels(2, "s2")
-    )));
-    assert_eq!(partial(&text, "leases"), Some(1.0));
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(
-        "partial refresh, publishing without this part: GET /virtual-groups/2/leases/all failed: HTTP 500"
-    ), "{}", lines[0]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_server_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/license-servers", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(
-        count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
-        2
-    );
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 1);
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(partial(&text, "license_servers"), Some(1.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups/2/leases/all"), 0);
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(
-        "partial refresh, publishing without this part: GET /virtual-groups/2/license-servers failed: HTTP 500"
-    ), "{}", lines[0]);
-}
-
-/// The per-feature lease series of a server whose leases are unknown should
-/// be absent too, but the metric table (src/metrics/families.rs) emits
-/// `active_leases` for every server feature row, so it shows 0 there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_lease_listing_leaves_no_per_feature_lease_series() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(feature_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(feature_active(&text, 2, "s2"), None, "{text}");
-}
-
 // ================================================================== leases
 
 fn lease_lines(text: &str) -> Vec<String> {
@@ -870,6 +526,9 @@ async fn compressed_clients_count_exactly_like_plain_clients() {
     assert_eq!(lease_lines(&a), lease_lines(&b));
     assert_eq!(partial(&b, "leases"), Some(0.0));
 }
+
+/// The cap on one response body (src/cls/client.rs MAX_BODY_BYTES).
+const BODY_CAP: usize = 64 << 20;
 
 /// base64 of a gzip stream whose JSON inflates to `{"clients":[` followed
 /// by `mib` MiB of spaces: one small member repeated (gzip members concatenate).
@@ -1168,165 +827,5 @@ async fn connections_are_kept_alive_and_reused() {
         cls.connections(),
         connections,
         "the next refresh reuses the pooled connections"
-    );
-}
-
-// ================================================ body limits and timeouts
-
-/// Runs one refresh against `server` with SCRAPE_TIMEOUT `timeout`: returns
-/// (exposition, wall time of the scrape, the exporter).
-async fn refresh_against(server: &CannedServer, timeout: &str) -> (String, Duration, Exporter) {
-    let exporter = Exporter::start(&server.base_url(), &[("SCRAPE_TIMEOUT", timeout)]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    (text, started.elapsed(), exporter)
-}
-
-/// The cap on one response body (src/cls/client.rs MAX_BODY_BYTES).
-const BODY_CAP: usize = 64 << 20;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_body_is_cut_at_the_cap_with_bounded_memory() {
-    let head = r#"{"virtualGroups":["#;
-    let server = CannedServer::start(move |_, _| {
-        Canned::body(200, head)
-            .with_header("content-length", "4294967296")
-            .with_tail(Tail::repeat(
-                vec![b' '; 64 << 10],
-                (4 << 30) - head.len() as u64,
-            ))
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&server, "10s").await;
-    let rss = peak_rss(exporter.pid());
-    eprintln!("huge: {elapsed:?}, peak RSS {} MiB", rss >> 20);
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(server.request_count(), 1, "too large is not retried");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        [format!(
-            "GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
-        )]
-    );
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert!(
-        rss < (BODY_CAP + (32 << 20)) as u64,
-        "peak RSS {} MiB",
-        rss >> 20
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endless_chunked_body_is_cut_at_the_cap_with_bounded_memory() {
-    // No content-length: the body goes chunked, 64 KiB a chunk.
-    let server = CannedServer::start(|_, _| {
-        Canned::body(200, r#"{"virtualGroups":["#)
-            .with_tail(Tail::repeat(vec![b' '; 64 << 10], 4 << 30))
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&server, "10s").await;
-    let rss = peak_rss(exporter.pid());
-    eprintln!("endless: {elapsed:?}, peak RSS {} MiB", rss >> 20);
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(server.request_count(), 1);
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        [format!(
-            "GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
-        )]
-    );
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert!(
-        rss < (BODY_CAP + (32 << 20)) as u64,
-        "peak RSS {} MiB",
-        rss >> 20
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_trickles_forever_ends_at_the_deadline() {
-    // One space every 20 ms, chunked, for a minute at most.
-    let server = CannedServer::start(|_, _| {
-        Canned::body(200, r#"{"virtualGroups":["#).with_tail(Tail::trickle(
-            &b" "[..],
-            Duration::from_millis(20),
-            3000,
-        ))
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: timed out"]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_connection_ends_at_the_deadline() {
-    let server = CannedServer::start(|_, _| {
-        Canned::body(200, r#"{"virtual"#)
-            .with_header("content-length", "100")
-            .with_tail(Tail::Stall(Duration::from_secs(60)))
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: timed out"]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_truncated_body_ends_the_request_with_a_clear_error() {
-    // Promises 1000 bytes, sends 10, closes.
-    let server = CannedServer::start(|_, _| {
-        Canned::body(200, r#"{"virtualG"#)
-            .with_header("content-length", "1000")
-            .with_tail(Tail::Close)
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&server, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    let attempts = requests_total(&text, "virtual_groups", "200").unwrap();
-    assert!(
-        (2.0..=4.0).contains(&attempts),
-        "a transport error is retried: {attempts}"
-    );
-    let failures = refresh_failures(&exporter).await;
-    assert_eq!(failures.len(), 1);
-    assert!(
-        failures[0].starts_with("GET /virtual-groups failed: reading the body: ")
-            && failures[0].contains("end of file before message length reached"),
-        "{}",
-        failures[0]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_sub_resource_does_not_cost_the_rest_of_the_refresh() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    let listing = json!({ "licenseServers": [server("s2", "si-2", 1)] }).to_string();
-    cls.set_override(
-        "/virtual-groups/2/license-servers",
-        Canned::body(200, listing).with_delay(Duration::from_secs(30)),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("SCRAPE_TIMEOUT", "1s")]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(started.elapsed() < Duration::from_millis(1300));
-    assert_eq!(up(&text), Some(1.0), "{}", exporter.stderr());
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(partial(&text, "license_servers"), Some(1.0));
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(
-        lines[0].contains("GET /virtual-groups/2/license-servers failed: timed out"),
-        "{}",
-        lines[0]
     );
 }

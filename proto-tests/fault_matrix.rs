@@ -15,14 +15,16 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use support::canned::{Canned, Tail};
-use support::exporter::{http, Exporter};
+use support::exporter::{http, log_lines, refresh_failures, retries, Exporter};
 use support::fake_cls::{generate_org, FakeCls, Paging};
 use support::front::{Front, Mode, Pki};
-use support::series::{data, find, one, parse_strict, partial, requests_total, up};
+use support::orgs::{count_lines, n_of_everything, page_numbers, server_active, LISTINGS};
+use support::series::{data, find, guard, one, parse_strict, partial, requests_total, up};
 use support::tools::promtool;
 
 /// The API key: a sentinel that must never appear in any output.
@@ -120,6 +122,8 @@ struct Row {
     cls: FakeCls,
     exporter: Exporter,
     good: String,
+    /// Wall time of the scrape of the latest refresh (`next`).
+    scrape: Cell<Duration>,
 }
 
 impl Row {
@@ -140,13 +144,26 @@ impl Row {
             cls,
             exporter,
             good,
+            scrape: Cell::new(Duration::ZERO),
         }
     }
 
     /// Waits out the TTL and scrapes: one refresh under what the fake does now.
     async fn next(&self) -> String {
         tokio::time::sleep(TTL + Duration::from_millis(50)).await;
-        refresh(&self.exporter).await
+        let (text, took) = refresh_timed(&self.exporter).await;
+        self.scrape.set(took);
+        text
+    }
+
+    /// Wall time of the scrape of the latest refresh.
+    fn scrape_took(&self) -> Duration {
+        self.scrape.get()
+    }
+
+    /// Requests to the group listing so far.
+    fn listings(&self) -> usize {
+        self.cls.requests_ending_with("/virtual-groups")
     }
 
     /// One refresh with the group listing answering `canned`.
@@ -227,8 +244,17 @@ fn start_exporter(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
 /// `/healthz` is asked while it runs and must answer at once. Then every
 /// check of `assert_sound`. Returns the exposition.
 async fn refresh(exporter: &Exporter) -> String {
+    refresh_timed(exporter).await.0
+}
+
+/// As `refresh`, with the wall time of the scrape itself.
+async fn refresh_timed(exporter: &Exporter) -> (String, Duration) {
     let addr = exporter.addr;
-    let scrape = tokio::spawn(async move { http(addr, "GET", "/metrics", &[]).await });
+    let scrape = tokio::spawn(async move {
+        let started = Instant::now();
+        let response = http(addr, "GET", "/metrics", &[]).await;
+        (response, started.elapsed())
+    });
     tokio::time::sleep(Duration::from_millis(20)).await;
     let asked = Instant::now();
     let health = exporter.get("/healthz").await;
@@ -238,11 +264,20 @@ async fn refresh(exporter: &Exporter) -> String {
         "/healthz waited for the refresh: {:?}",
         asked.elapsed()
     );
-    let metrics = scrape.await.expect("scrape task");
+    let (metrics, took) = scrape.await.expect("scrape task");
     assert_eq!(metrics.status, 200, "/metrics: {}", exporter.stderr());
     let text = metrics.text();
     assert_sound(exporter, &text).await;
-    text
+    (text, took)
+}
+
+/// The lines of stderr now that hold `needle`, without waiting.
+fn lines_with(exporter: &Exporter, needle: &str) -> usize {
+    exporter
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
 }
 
 /// What holds after any fault: the process alive with no panic; `/healthz`
@@ -340,36 +375,95 @@ async fn told(exporter: &Exporter, needles: &[&str], n: usize) -> Vec<String> {
 /// each (4 where retried, 1 where not).
 async fn status_row(code: u16, part: Part, tries: f64) -> Row {
     let row = Row::start(&[]).await;
+    status_whole(
+        &row,
+        code,
+        tries,
+        &format!("GET /virtual-groups failed: HTTP {code}"),
+    )
+    .await;
+    status_part(&row, code, part, tries).await;
+    row
+}
+
+/// The first half of a status row: `code` on the group listing fails the
+/// refresh after `tries` attempts (as many requests), keeps the snapshot,
+/// and the failure is told once, as `message`.
+async fn status_whole(row: &Row, code: u16, tries: f64, message: &str) {
     let code_label = code.to_string();
+    let listings = row.listings();
     let now = row.whole(Canned::status(code)).await;
     row.assert_kept(&now, 1.0);
     assert_eq!(
         requests_total(&now, "virtual_groups", &code_label),
         Some(tries)
     );
+    assert_eq!(
+        (row.listings() - listings) as f64,
+        tries,
+        "requests of the group listing"
+    );
     row.told_once(&[
         "refresh failed: GET /virtual-groups failed: HTTP ",
         &format!("HTTP {code}"),
     ])
     .await;
+    assert_eq!(refresh_failures(&row.exporter).await, [message]);
+}
 
+/// The second half: `code` on `part` leaves only that part out after
+/// `tries` attempts (as many requests), told on one WARN line. Without its
+/// group's servers, the group's leases are not asked for either.
+async fn status_part(row: &Row, code: u16, part: Part, tries: f64) {
+    let code_label = code.to_string();
+    let asked = row.cls.requests_ending_with(&part.path());
+    let leases = row.cls.requests_ending_with(&Part::Leases.path());
+    let partial_lines = lines_with(&row.exporter, "partial refresh");
     let now = row.sub(part, Canned::status(code)).await;
     row.assert_partial(&now, part);
     assert_eq!(
         requests_total(&now, part.endpoint(), &code_label),
         Some(tries)
     );
-    row.told_once(&[
-        "partial refresh, publishing without this part: ",
-        &format!("GET {} failed: HTTP {code}", part.path()),
-    ])
+    assert_eq!(
+        (row.cls.requests_ending_with(&part.path()) - asked) as f64,
+        tries,
+        "requests of {part:?}"
+    );
+    if let Part::Servers = part {
+        assert_eq!(
+            row.cls.requests_ending_with(&Part::Leases.path()),
+            leases,
+            "no lease listing for a group whose servers are unknown"
+        );
+    }
+    row.told_once(&[&format!(
+        " WARN partial refresh, publishing without this part: GET {} failed: HTTP {code}",
+        part.path()
+    )])
     .await;
-    row
+    let lines = log_lines(&row.exporter, "partial refresh").await;
+    assert_eq!(lines.len(), partial_lines + 1, "{lines:#?}");
+}
+
+#[tokio::test]
+async fn http_400_fails_once() {
+    status_row(400, Part::Servers, 1.0).await;
 }
 
 #[tokio::test]
 async fn http_401_fails_once_and_says_the_key_was_rejected() {
-    let row = status_row(401, Part::Pools, 1.0).await;
+    let row = Row::start(&[]).await;
+    status_whole(
+        &row,
+        401,
+        1.0,
+        "GET /virtual-groups failed: HTTP 401: the API key was rejected; check NVIDIA_API_KEY and that it has \"Licensing State\" access",
+    )
+    .await;
+    let told = log_lines(&row.exporter, "API key").await;
+    assert_eq!(told.len(), 1, "{}", row.exporter.stderr());
+    status_part(&row, 401, Part::Pools, 1.0).await;
     row.told_once(&[
         "GET /virtual-groups failed: HTTP 401: the API key was rejected; check NVIDIA_API_KEY",
     ])
@@ -378,7 +472,17 @@ async fn http_401_fails_once_and_says_the_key_was_rejected() {
 
 #[tokio::test]
 async fn http_403_fails_once_and_says_the_key_lacks_access() {
-    let row = status_row(403, Part::Leases, 1.0).await;
+    let row = Row::start(&[]).await;
+    status_whole(
+        &row,
+        403,
+        1.0,
+        "GET /virtual-groups failed: HTTP 403: the API key lacks access; it needs the \"Licensing State\" access type for this org",
+    )
+    .await;
+    let told = log_lines(&row.exporter, "API key").await;
+    assert_eq!(told.len(), 1, "{}", row.exporter.stderr());
+    status_part(&row, 403, Part::Leases, 1.0).await;
     row.told_once(&["GET /virtual-groups failed: HTTP 403: the API key lacks access"])
         .await;
 }
@@ -390,7 +494,8 @@ async fn http_404_fails_once() {
 
 #[tokio::test]
 async fn http_500_is_retried() {
-    status_row(500, Part::Leases, ATTEMPTS).await;
+    let row = status_row(500, Part::Leases, ATTEMPTS).await;
+    status_part(&row, 500, Part::Servers, ATTEMPTS).await;
 }
 
 #[tokio::test]
@@ -413,9 +518,14 @@ async fn http_429_without_retry_after_is_retried_with_backoff() {
     status_row(429, Part::Servers, ATTEMPTS).await;
 }
 
+/// Retry-After, in seconds or as an HTTP date, on a 429 or a 503: the retry
+/// waits as told and succeeds; a wait past SCRAPE_TIMEOUT fails the refresh
+/// at once; values no server should send cost one refresh at most; 0 retries
+/// at once, four attempts at most. Debug logs: each retry is logged with
+/// its wait.
 #[tokio::test]
-async fn http_429_with_retry_after_waits_as_told_or_fails_at_once() {
-    let mut row = Row::start(&[]).await;
+async fn retry_after_waits_as_told_or_fails_at_once() {
+    let mut row = Row::start(&[("LOG_LEVEL", "debug")]).await;
     let listings = |row: &Row| -> Vec<Instant> {
         row.cls
             .requests_timed()
@@ -424,6 +534,29 @@ async fn http_429_with_retry_after_waits_as_told_or_fails_at_once() {
             .map(|(at, _)| at)
             .collect()
     };
+
+    // A 503 once, with Retry-After: 1: the retry comes a second later.
+    let asked = row.listings();
+    let now = row
+        .whole(
+            Canned::status(503)
+                .with_times(1)
+                .with_header("retry-after", "1"),
+        )
+        .await;
+    assert_eq!(up(&now), Some(1.0));
+    assert_eq!(data(&now), data(&row.good));
+    assert_eq!(row.listings() - asked, 2);
+    let at = listings(&row);
+    let gap = at[at.len() - 1] - at[at.len() - 2];
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1300),
+        "{gap:?}"
+    );
+    assert_eq!(
+        retries(&row.exporter).await,
+        [("/virtual-groups".to_owned(), 1, 1000)]
+    );
 
     // Once, with Retry-After: 1: the retry comes a second later and succeeds.
     let now = row
@@ -483,12 +616,72 @@ async fn http_429_with_retry_after_waits_as_told_or_fails_at_once() {
         .await;
     row.assert_partial(&now, Part::Leases);
     assert_eq!(requests_total(&now, "leases", "429"), Some(ATTEMPTS));
+
+    // Once, with an HTTP date 2 s ahead: whole seconds, so a wait of 1 to
+    // 2 s, never the backoff of at most 400 ms.
+    let logged = retries(&row.exporter).await.len();
+    let asked = row.listings();
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    let now = row
+        .whole(
+            Canned::status(429)
+                .with_times(1)
+                .with_header("retry-after", &date),
+        )
+        .await;
+    assert_eq!(up(&now), Some(1.0));
+    assert_eq!(row.listings() - asked, 2);
+    let at = listings(&row);
+    let gap = at[at.len() - 1] - at[at.len() - 2];
+    assert!(
+        gap >= Duration::from_secs(1) && gap < Duration::from_millis(2300),
+        "{gap:?}"
+    );
+    let logged_now = retries(&row.exporter).await;
+    assert_eq!(logged_now.len(), logged + 1);
+    assert!(
+        [1000, 2000].contains(&logged_now[logged].2),
+        "{logged_now:?}"
+    );
+    row.good = now;
+
+    // A 503 whose Retry-After (30 s) is past SCRAPE_TIMEOUT: one request,
+    // the refresh fails at once with the status.
+    let asked = row.listings();
+    let now = row
+        .whole(Canned::status(503).with_header("retry-after", "30"))
+        .await;
+    assert!(
+        row.scrape_took() < Duration::from_secs(1),
+        "{:?}",
+        row.scrape_took()
+    );
+    failures += 1.0;
+    row.assert_kept(&now, failures);
+    assert_eq!(row.listings() - asked, 1);
+    let told = refresh_failures(&row.exporter).await;
+    assert_eq!(told.len(), failures as usize, "{told:#?}");
+    assert_eq!(told[told.len() - 1], "GET /virtual-groups failed: HTTP 503");
+
+    // Retry-After: 0 on the group listing: four attempts at most.
+    let before = requests_total(&now, "virtual_groups", "429").unwrap();
+    let asked = row.listings();
+    let now = row
+        .whole(Canned::status(429).with_header("retry-after", "0"))
+        .await;
+    failures += 1.0;
+    row.assert_kept(&now, failures);
+    assert_eq!(row.listings() - asked, 4);
+    assert_eq!(
+        requests_total(&now, "virtual_groups", "429"),
+        Some(before + ATTEMPTS)
+    );
 }
 
 // ===================================================== transport rows
 
 #[tokio::test]
-async fn connection_refused_is_retried_then_keeps_the_snapshot() {
+async fn connection_refused_is_retried_until_the_deadline_then_keeps_the_snapshot() {
     let row = Row::start(&[]).await;
     row.cls.shutdown();
     let now = row.next().await;
@@ -502,6 +695,30 @@ async fn connection_refused_is_retried_then_keeps_the_snapshot() {
         "Connection refused",
     ])
     .await;
+
+    // Under a deadline of 1 s: retried while time is left, not past it. The
+    // first backoff is at most 400 ms: a second attempt always fits.
+    let (exporter, now, took) = first_refresh_within_1s(&row.cls.base_url()).await;
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+    assert_eq!(up(&now), Some(0.0));
+    let attempts = requests_total(&now, "virtual_groups", "error").unwrap();
+    assert!((2.0..=4.0).contains(&attempts), "{attempts}");
+    let failures = refresh_failures(&exporter).await;
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].starts_with("GET /virtual-groups failed: ")
+            && failures[0].contains("onnection refused"),
+        "{}",
+        failures[0]
+    );
+}
+
+/// A second exporter on `base_url` with SCRAPE_TIMEOUT 1s, and its first
+/// refresh (no snapshot before it): the exposition and the scrape's wall time.
+async fn first_refresh_within_1s(base_url: &str) -> (Exporter, String, Duration) {
+    let exporter = start_exporter(base_url, &[("SCRAPE_TIMEOUT", "1s")]);
+    let (text, took) = refresh_timed(&exporter).await;
+    (exporter, text, took)
 }
 
 #[tokio::test]
@@ -583,14 +800,28 @@ async fn stall_row(canned: Canned, part: Part) {
     let now = row.whole(canned.clone()).await;
     let took = started.elapsed() - TTL;
     assert!(took < Duration::from_millis(1600), "{took:?}");
+    assert!(
+        row.scrape_took() < Duration::from_millis(1300),
+        "{:?}",
+        row.scrape_took()
+    );
     row.assert_kept(&now, 1.0);
     assert_eq!(requests_total(&now, "virtual_groups", "error"), Some(1.0));
     let duration = one(&now, "nvidia_cls_scrape_duration_seconds", &[]).unwrap();
     assert!((0.8..=1.1).contains(&duration), "{duration}");
     row.told_once(&["refresh failed: GET /virtual-groups failed: timed out"])
         .await;
+    assert_eq!(
+        refresh_failures(&row.exporter).await,
+        ["GET /virtual-groups failed: timed out"]
+    );
 
     let now = row.sub(part, canned).await;
+    assert!(
+        row.scrape_took() < Duration::from_millis(1300),
+        "{:?}",
+        row.scrape_took()
+    );
     row.assert_partial(&now, part);
     assert_eq!(requests_total(&now, part.endpoint(), "error"), Some(1.0));
     row.told_once(&[&format!(
@@ -598,6 +829,8 @@ async fn stall_row(canned: Canned, part: Part) {
         part.path()
     )])
     .await;
+    let lines = log_lines(&row.exporter, "partial refresh").await;
+    assert_eq!(lines.len(), 1, "{lines:#?}");
 }
 
 #[tokio::test]
@@ -621,6 +854,20 @@ async fn stall_mid_body_ends_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_body_that_trickles_forever_ends_at_the_deadline() {
+    // One space every 20 ms, chunked (a minute's worth at most).
+    stall_row(
+        Canned::body(200, r#"{"virtualGroups":["#).with_tail(Tail::trickle(
+            &b" "[..],
+            Duration::from_millis(20),
+            3000,
+        )),
+        Part::Pools,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn truncated_body_is_retried_then_keeps_the_snapshot() {
     // Promises 1000 bytes, sends 26, closes.
     let truncated = Canned::body(200, r#"{"virtualGroups":[{"id":1,"#)
@@ -639,7 +886,7 @@ async fn truncated_body_is_retried_then_keeps_the_snapshot() {
     ])
     .await;
 
-    let now = row.sub(Part::Pools, truncated).await;
+    let now = row.sub(Part::Pools, truncated.clone()).await;
     row.assert_partial(&now, Part::Pools);
     // S1 and S2 in the good refresh, S1 and four times S2 now.
     assert_eq!(
@@ -651,6 +898,26 @@ async fn truncated_body_is_retried_then_keeps_the_snapshot() {
         "end of file before message length reached",
     ])
     .await;
+
+    // Under a deadline of 1 s: retried while time is left, not past it.
+    row.cls.set_override("/virtual-groups", truncated);
+    let (exporter, now, took) = first_refresh_within_1s(&row.cls.base_url()).await;
+    row.cls.clear_overrides();
+    assert!(took < Duration::from_millis(1300), "{took:?}");
+    assert_eq!(up(&now), Some(0.0));
+    let attempts = requests_total(&now, "virtual_groups", "200").unwrap();
+    assert!(
+        (2.0..=4.0).contains(&attempts),
+        "a transport error is retried: {attempts}"
+    );
+    let failures = refresh_failures(&exporter).await;
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].starts_with("GET /virtual-groups failed: reading the body: ")
+            && failures[0].contains("end of file before message length reached"),
+        "{}",
+        failures[0]
+    );
 }
 
 /// A body of `mib` MiB of JSON whitespace after `head`, with its length
@@ -669,8 +936,8 @@ fn big_body(head: &str, mib: u64, declared: bool) -> Canned {
 }
 
 #[tokio::test]
-async fn body_of_100_mib_is_refused_from_its_content_length() {
-    let row = Row::start(&[]).await;
+async fn a_body_declared_past_the_cap_is_refused_from_its_content_length() {
+    let mut row = Row::start(&[]).await;
     let started = Instant::now();
     let now = row
         .whole(big_body(r#"{"virtualGroups":["#, 100, true))
@@ -704,6 +971,29 @@ async fn body_of_100_mib_is_refused_from_its_content_length() {
         Part::Leases.path()
     )])
     .await;
+    row.good = now; // The snapshot the next failure keeps.
+
+    // 4 GiB declared: refused the same way, memory bounded.
+    let asked = row.listings();
+    let now = row
+        .whole(big_body(r#"{"virtualGroups":["#, 4 << 10, true))
+        .await;
+    let peak = row.exporter.peak_rss();
+    eprintln!(
+        "4 GiB body: scrape {:?}, peak RSS {} MiB",
+        row.scrape_took(),
+        peak >> 20
+    );
+    row.assert_kept(&now, 2.0);
+    assert_eq!(row.listings() - asked, 1, "too large is not retried");
+    let message = format!("GET /virtual-groups failed: response body larger than {BODY_CAP} bytes");
+    assert_eq!(refresh_failures(&row.exporter).await, [message.as_str(); 2]);
+    assert!(
+        row.scrape_took() < Duration::from_secs(5),
+        "{:?}",
+        row.scrape_took()
+    );
+    assert!(peak < PEAK_BOUND, "peak RSS {} MiB", peak >> 20);
 }
 
 #[tokio::test]
@@ -723,6 +1013,12 @@ async fn endless_chunked_body_is_cut_at_the_cap() {
         "refresh failed: GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
     )])
     .await;
+    assert_eq!(
+        refresh_failures(&row.exporter).await,
+        [format!(
+            "GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
+        )]
+    );
     let peak = row.exporter.peak_rss();
     eprintln!(
         "endless body: refresh {took:?}, peak RSS {} MiB, RSS {} MiB",
@@ -1468,14 +1764,7 @@ async fn a_paging_loop_is_stopped_by_the_repeated_page_guard() {
         requests_total(&now, "virtual_groups", "200"),
         Some(1.0 + 2.0)
     );
-    let guard = |text: &str, endpoint: &str| {
-        one(
-            text,
-            "nvidia_cls_pagination_guards_total",
-            &[("endpoint", endpoint), ("guard", "repeated_page")],
-        )
-    };
-    assert_eq!(guard(&now, "virtual_groups"), Some(1.0));
+    assert_eq!(guard(&now, "virtual_groups", "repeated_page"), Some(1.0));
     row.told_once(&["paging stopped early", "endpoint=\"virtual_groups\""])
         .await;
 
@@ -1494,9 +1783,64 @@ async fn a_paging_loop_is_stopped_by_the_repeated_page_guard() {
         .await;
     assert_eq!(up(&now), Some(1.0));
     assert_eq!(data(&now), data(&row.good));
-    assert_eq!(guard(&now, "license_servers"), Some(1.0));
+    assert_eq!(guard(&now, "license_servers", "repeated_page"), Some(1.0));
     row.told_once(&["paging stopped early", "endpoint=\"license_servers\""])
         .await;
+
+    // A server that ignores page-number, on all four listings (pages of 2):
+    // each listing stops at its second page, with one warning that says why.
+    let cls = FakeCls::start(n_of_everything(5), KEY).await;
+    cls.set_paging(Paging {
+        ignore_page_number: true,
+        paginate_sub_resources: true,
+        ..Paging::enabled(0)
+    });
+    let exporter = start_exporter(&cls.base_url(), &[("CLS_PAGE_SIZE", "2")]);
+    let text = refresh(&exporter).await;
+    for suffix in LISTINGS {
+        assert_eq!(
+            page_numbers(&cls.requests(), suffix),
+            ["-", "1"],
+            "page-number sequence of {suffix}"
+        );
+    }
+    for endpoint in [
+        "virtual_groups",
+        "license_servers",
+        "license_pools",
+        "leases",
+    ] {
+        assert_eq!(
+            guard(&text, endpoint, "repeated_page"),
+            Some(1.0),
+            "{endpoint}"
+        );
+    }
+    assert_eq!(up(&text), Some(1.0));
+    assert_eq!(
+        count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
+        2
+    );
+    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 2);
+    assert_eq!(server_active(&text, 1, "s1"), Some(2.0));
+    let lines = log_lines(&exporter, "paging stopped early").await;
+    assert_eq!(lines.len(), 4, "one warning per listing: {lines:#?}");
+    for line in &lines {
+        assert!(line.contains(" WARN "), "{line}");
+        assert!(
+            line.contains(
+                "a page held only items already seen (the server seems to ignore page-number)"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("guard=\"repeated_page\""), "{line}");
+    }
+    for suffix in LISTINGS {
+        assert!(
+            lines.iter().any(|l| l.contains(&format!("{suffix}\""))),
+            "{suffix} named in {lines:#?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1569,45 +1913,4 @@ async fn an_org_that_changes_between_pages_is_read_without_duplicates() {
         names(&after),
         ["ls-000000", "ls-000001", "ls-000003", "ls-new"]
     );
-}
-
-// ====================================================== the checker itself
-
-/// The strict checker refuses what a Prometheus parser would, and what the
-/// exporter promises never to write.
-#[test]
-fn the_strict_checker_refuses_broken_expositions() {
-    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\\\\\\n\"} 1\n";
-    assert_eq!(parse_strict(good).unwrap()[0].label("x"), Some("q\"\\\n"));
-    for (bad, why) in [
-        ("# HELP a A.\n# TYPE a gauge\na 1", "no final newline"),
-        ("a 1\n", "no HELP/TYPE"),
-        ("# HELP a A.\n# TYPE a gauge\na 1\n\n", "empty line"),
-        (
-            "# HELP a A.\n# TYPE a gauge\na{x=\"\\t\"} 1\n",
-            "bad escape",
-        ),
-        (
-            "# HELP a A.\n# TYPE a gauge\na{x=\"1\"} 1\na{x=\"1\"} 2\n",
-            "duplicate",
-        ),
-        ("# HELP a A.\n# TYPE a gauge\na 1 1700000000\n", "timestamp"),
-        ("# HELP a A.\n# TYPE a gauge\na inf\n", "Rust spelling"),
-        ("# HELP a A.\n# TYPE a gauge\na{1x=\"1\"} 1\n", "label name"),
-        (
-            "# HELP a A.\n# TYPE a gauge\na{x=\"1\",} 1\n",
-            "trailing comma",
-        ),
-        (
-            "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\na 1\n",
-            "outside",
-        ),
-        (
-            "# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\n# HELP a A.\n",
-            "not contiguous",
-        ),
-        ("# HELP 1a A.\n# TYPE 1a gauge\n", "metric name"),
-    ] {
-        assert!(parse_strict(bad).is_err(), "accepted ({why}): {bad:?}");
-    }
 }

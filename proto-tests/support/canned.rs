@@ -33,8 +33,8 @@ pub enum Tail {
     /// The body is complete.
     #[default]
     End,
-    /// The connection is cut right after the body (a moment after, so that
-    /// what came before is on the wire first).
+    /// The connection is cut right after the body (once what came before
+    /// is flushed to the socket).
     Close,
     /// Nothing more for this long (the connection stays open), then it is cut.
     Stall(Duration),
@@ -417,8 +417,8 @@ pub struct CannedBody {
     tail: Tail,
     /// Bytes of a `Tail::Repeat` sent so far.
     repeated: u64,
-    /// The pause running now: before the cut of `Close` and `Stall`, or
-    /// between two chunks of a `Repeat`.
+    /// The pause running now: before the cut of `Stall`, or between two
+    /// chunks of a `Repeat`.
     pause: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The pause before the next step is over.
     paused: bool,
@@ -463,7 +463,12 @@ impl Body for CannedBody {
                         "canned answer: connection cut mid-body",
                     ))));
                 }
-                Tail::Close => Duration::from_millis(50),
+                Tail::Close => {
+                    // Pending once, so that hyper flushes the body first.
+                    this.paused = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Tail::Stall(pause) => *pause,
                 Tail::Repeat {
                     chunk,
