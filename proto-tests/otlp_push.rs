@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{log_lines, value, Exporter};
+use support::exposition::{check, Flavor};
 use support::fake_cls::FakeCls;
 use support::series::up;
 use tokio::net::TcpListener;
@@ -328,66 +329,24 @@ struct Exposition {
     samples: BTreeMap<Series, f64>,
 }
 
-/// A strict reader of the text format 0.0.4 as this exporter writes it.
+/// The exposition as maps (HELP and TYPE by family, values by series),
+/// read by the strict checker.
 fn parse_exposition(text: &str) -> Exposition {
+    let checked = check(text, Flavor::Text004).expect("a strict exposition");
     let mut out = Exposition::default();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap();
-            let help = help.replace("\\n", "\n").replace("\\\\", "\\");
-            out.help.insert(name.to_owned(), help);
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            out.kind.insert(name.to_owned(), kind.to_owned());
-        } else if !line.is_empty() {
-            let (series, value) = parse_sample(line);
-            out.samples.insert(series, value);
+    for family in checked.families {
+        if let Some(help) = family.help {
+            out.help.insert(family.name.clone(), help);
         }
+        if let Some(kind) = family.kind {
+            out.kind.insert(family.name, kind);
+        }
+    }
+    for sample in checked.samples {
+        out.samples
+            .insert((sample.name, sample.labels), sample.value);
     }
     out
-}
-
-fn parse_sample(line: &str) -> (Series, f64) {
-    let name_end = line.find(['{', ' ']).unwrap();
-    let name = line[..name_end].to_owned();
-    let mut labels = Vec::new();
-    let mut rest = &line[name_end..];
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices();
-        loop {
-            let (start, c) = chars.next().unwrap();
-            if c == '}' {
-                rest = &body[start + 1..];
-                break;
-            }
-            if c == ',' {
-                continue;
-            }
-            let eq = body[start..].find('=').unwrap() + start;
-            let key = body[start..eq].to_owned();
-            while chars.next().unwrap().0 < eq + 1 {}
-            let mut value = String::new();
-            loop {
-                let (_, c) = chars.next().unwrap();
-                match c {
-                    '"' => break,
-                    '\\' => match chars.next().unwrap().1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    c => value.push(c),
-                }
-            }
-            labels.push((key, value));
-        }
-    }
-    let value = match rest.trim() {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().unwrap(),
-    };
-    ((name, labels), value)
 }
 
 fn string_attrs(attributes: &[KeyValue]) -> Vec<(String, String)> {
@@ -484,6 +443,36 @@ async fn eventually_metric(
     }
 }
 
+/// The exporter on `cls`, pushing over OTLP to `endpoint` every `interval`
+/// ms (`ONCE`: the push at start only), with `extra` settings.
+fn pushing(cls: &FakeCls, endpoint: &str, interval: &str, extra: &[(&str, &str)]) -> Exporter {
+    let mut env = vec![
+        ("OTEL_ENABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_METRIC_EXPORT_INTERVAL", interval),
+    ];
+    env.extend_from_slice(extra);
+    Exporter::start(&cls.base_url(), &env)
+}
+
+/// An export interval of an hour: the push at start, and no second one
+/// within a test.
+const ONCE: &str = "3600000";
+
+/// The exposition once `nvidia_cls_otlp_pushes_total{result}` is `want`
+/// (or `limit` has passed).
+async fn pushes(exporter: &Exporter, result: &str, want: f64, limit: Duration) -> String {
+    let labels = format!("result=\"{result}\"");
+    eventually_metric(
+        exporter,
+        "nvidia_cls_otlp_pushes_total",
+        &labels,
+        |v| v == want,
+        limit,
+    )
+    .await
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -496,12 +485,11 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
     let collector = Collector::accepting();
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_SERVICE_INSTANCE_ID", "test-instance"),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
@@ -511,14 +499,7 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
     // Scraped once the exporter has counted the push's answer.
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "success", 1.0, Duration::from_secs(5)).await;
     let got = collector.received();
     assert_eq!(got.len(), 1, "one push per interval");
     let request = &got[0].request;
@@ -654,15 +635,7 @@ async fn pull_and_push_together_make_one_refresh_per_ttl() {
     let collector = Collector::accepting();
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("CACHE_TTL", "2s"),
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
-        ],
-    );
+    let exporter = pushing(&cls, &endpoint, "250", &[("CACHE_TTL", "2s")]);
     let started = Instant::now();
     let mut scrapes = 0;
     while started.elapsed() < Duration::from_millis(5000) {
@@ -697,24 +670,14 @@ async fn unavailable_is_retried_until_the_export_timeout() {
     let collector = Collector::new(vec![], Answer::Grpc(Code::Unavailable, None));
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")],
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     // Nothing more once the batch is given up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = collector.received();
@@ -748,23 +711,9 @@ async fn invalid_argument_is_not_retried() {
     let collector = Collector::new(vec![], Answer::Grpc(Code::InvalidArgument, None));
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(collector.count(), 1, "no retry");
     assert_eq!(
@@ -786,25 +735,11 @@ async fn resource_exhausted_is_retried_after_the_collectors_delay() {
     );
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(2, Duration::from_secs(10)).await);
     let got = collector.received();
     assert!(got[1].at - got[0].at >= Duration::from_millis(1150));
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "success", 1.0, Duration::from_secs(5)).await;
     let last = org_value(&text, "nvidia_cls_otlp_last_success_timestamp_seconds", "").unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -822,23 +757,9 @@ async fn partial_success_is_logged_and_not_retried() {
     );
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"partial\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "partial", 1.0, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(collector.count(), 1, "a partial success is not retried");
     assert_eq!(
@@ -860,12 +781,11 @@ async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() 
     let collector = Collector::accepting();
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "Authorization=Bearer%20sekrit-token,x-scope-orgid=acme",
@@ -892,14 +812,11 @@ async fn collector_down_at_start_then_up_receives_data() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let addr = reserve_port();
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "400"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        "400",
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300")],
     );
     // Down: pushes fail, /metrics is served as usual.
     let text = eventually_metric(
@@ -931,22 +848,8 @@ async fn sigterm_makes_a_last_push_and_exits_promptly() {
     let collector = Collector::accepting();
     let addr = grpc_collector(&collector).await;
     let endpoint = format!("http://{addr}");
-    let mut exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
-    eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(10),
-    )
-    .await;
+    let mut exporter = pushing(&cls, &endpoint, ONCE, &[]);
+    pushes(&exporter, "success", 1.0, Duration::from_secs(10)).await;
     let started = Instant::now();
     assert!(exporter.signal_and_wait("TERM").success());
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -981,14 +884,7 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
         }
     });
     let endpoint = format!("http://{addr}");
-    let mut exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
-        ],
-    );
+    let mut exporter = pushing(&cls, &endpoint, "200", &[]);
     // /metrics stays fast while pushes hang.
     for _ in 0..5 {
         let started = Instant::now();
@@ -1062,14 +958,11 @@ async fn tls_with_a_private_ca_file() {
     let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
     let ca = temp_file("tls", "ca.pem", &pki.ca_pem);
     let endpoint = format!("https://{addr}");
-    let _exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
-        ],
+    let _exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())],
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
 
@@ -1081,23 +974,13 @@ async fn tls_with_a_private_ca_file() {
     ));
     let addr = grpc_collector_on(&untrusting, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
     let endpoint = format!("https://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")],
     );
-    eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     assert_eq!(untrusting.count(), 0);
     assert!(
         exporter.stderr().to_lowercase().contains("certificate"),
@@ -1125,21 +1008,14 @@ async fn mtls_with_a_client_certificate() {
     let base = [
         ("OTEL_ENABLED", "true"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", ONCE),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
     ];
 
     // No client certificate: the collector refuses the handshake.
     let anonymous = Exporter::start(&cls.base_url(), &base);
-    eventually_metric(
-        &anonymous,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    pushes(&anonymous, "failure", 1.0, Duration::from_secs(5)).await;
     assert_eq!(collector.count(), 0);
     drop(anonymous);
 
@@ -1194,13 +1070,12 @@ async fn http_protobuf_push_with_gzip_and_headers() {
     let collector = Collector::accepting();
     let addr = http_collector(&collector, None).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
@@ -1245,25 +1120,15 @@ async fn http_retries_503_but_not_400() {
     );
     let addr = http_collector(&collector, None).await;
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3000"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        "3000",
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
     // Batch 1: 503, 503, accepted. Batch 2 (3 s later): 400, not retried.
     assert!(collector.wait_for(4, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(3),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(3)).await;
     assert_eq!(
         org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
         Some(1.0)
@@ -1304,13 +1169,12 @@ async fn http_protobuf_over_mtls() {
     let cert = temp_file("http-mtls", "client.pem", &pki.client_cert_pem);
     let key = temp_file("http-mtls", "client-key.pem", &pki.client_key_pem);
     let endpoint = format!("https://{addr}");
-    let _exporter = Exporter::start(
-        &cls.base_url(),
+    let _exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
             (
                 "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
