@@ -22,8 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 use support::canned::{Canned, Tail};
 use support::exporter::{http, log_lines, refresh_failures, retries, Exporter};
 use support::fake_cls::{generate_org, FakeCls, Paging};
-use support::front::{Front, Mode, Pki};
+use support::front::{Front, Mode};
 use support::orgs::{count_lines, n_of_everything, page_numbers, server_active, LISTINGS};
+use support::pki::Pki;
+use support::scratch::{scratch_dir, write_file};
 use support::series::{data, find, guard, one, parse_strict, partial, requests_total, up};
 use support::tools::promtool;
 
@@ -526,13 +528,10 @@ async fn http_429_without_retry_after_is_retried_with_backoff() {
 #[tokio::test]
 async fn retry_after_waits_as_told_or_fails_at_once() {
     let mut row = Row::start(&[("LOG_LEVEL", "debug")]).await;
-    let listings = |row: &Row| -> Vec<Instant> {
-        row.cls
-            .requests_timed()
-            .into_iter()
-            .filter(|(_, r)| r.path.ends_with("/virtual-groups"))
-            .map(|(at, _)| at)
-            .collect()
+    // The time between the last two requests of the group listing.
+    let last_gap = |row: &Row| -> Duration {
+        let at = row.cls.arrivals("/virtual-groups");
+        at[at.len() - 1] - at[at.len() - 2]
     };
 
     // A 503 once, with Retry-After: 1: the retry comes a second later.
@@ -547,8 +546,7 @@ async fn retry_after_waits_as_told_or_fails_at_once() {
     assert_eq!(up(&now), Some(1.0));
     assert_eq!(data(&now), data(&row.good));
     assert_eq!(row.listings() - asked, 2);
-    let at = listings(&row);
-    let gap = at[at.len() - 1] - at[at.len() - 2];
+    let gap = last_gap(&row);
     assert!(
         gap >= Duration::from_secs(1) && gap < Duration::from_millis(1300),
         "{gap:?}"
@@ -568,8 +566,7 @@ async fn retry_after_waits_as_told_or_fails_at_once() {
         .await;
     assert_eq!(up(&now), Some(1.0));
     assert_eq!(data(&now), data(&row.good));
-    let at = listings(&row);
-    let gap = at[at.len() - 1] - at[at.len() - 2];
+    let gap = last_gap(&row);
     assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
     assert_eq!(requests_total(&now, "virtual_groups", "429"), Some(1.0));
     row.good = now; // The snapshot the next failures keep.
@@ -631,8 +628,7 @@ async fn retry_after_waits_as_told_or_fails_at_once() {
         .await;
     assert_eq!(up(&now), Some(1.0));
     assert_eq!(row.listings() - asked, 2);
-    let at = listings(&row);
-    let gap = at[at.len() - 1] - at[at.len() - 2];
+    let gap = last_gap(&row);
     assert!(
         gap >= Duration::from_secs(1) && gap < Duration::from_millis(2300),
         "{gap:?}"
@@ -748,7 +744,7 @@ async fn tls_handshake_failure_keeps_the_snapshot() {
     let cls = FakeCls::start(good_org(), KEY).await;
     let trusted = Pki::new();
     let front = Front::start(cls.addr(), Mode::Tls(trusted.server_config())).await;
-    let ca = trusted.ca_file("fault-matrix");
+    let ca = write_file(&scratch_dir("fault-matrix-ca"), "ca.pem", &trusted.ca_pem);
     let row = Row::start_at(
         cls,
         &format!("https://{}", front.addr()),

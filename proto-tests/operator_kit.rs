@@ -8,29 +8,14 @@ use support::fake_cls::fixture;
 
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::exporter::{http, Exporter};
 use support::fake_cls::FakeCls;
+use support::scratch::{free_addr, scratch_dir};
 use support::tools::{output_text, run_bounded, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn percent_encode(text: &str) -> String {
     text.bytes()
@@ -113,7 +98,7 @@ async fn real_prometheus_scrapes_every_family_intact() {
         exporter.addr
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
+    let port = free_addr().port();
     let _prometheus = KillOnDrop(
         Command::new(prometheus_bin)
             .arg(format!(

@@ -21,16 +21,16 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
 };
 use prost::Message;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{log_lines, value, Exporter};
 use support::exposition::{check, Flavor};
 use support::fake_cls::FakeCls;
+use support::pki::Pki;
+use support::scratch::{free_addr, scratch_dir, write_file};
 use support::series::up;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
@@ -236,17 +236,21 @@ async fn grpc_collector_on(
     addr
 }
 
-async fn grpc_collector(collector: &Collector) -> SocketAddr {
-    grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await
+/// A plain gRPC receiver on any port: its endpoint URL.
+async fn grpc_collector(collector: &Collector) -> String {
+    let addr = grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await;
+    format!("http://{addr}")
 }
 
-/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls).
-async fn http_collector(collector: &Collector, tls: Option<rustls::ServerConfig>) -> SocketAddr {
+/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls): its
+/// endpoint URL.
+async fn http_collector(collector: &Collector, tls: Option<Arc<rustls::ServerConfig>>) -> String {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let collector = collector.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -313,7 +317,7 @@ async fn http_collector(collector: &Collector, tls: Option<rustls::ServerConfig>
             });
         }
     });
-    addr
+    format!("{scheme}://{addr}")
 }
 
 // ---------------------------------------------------------------------------
@@ -421,11 +425,6 @@ fn org_value(text: &str, name: &str, labels: &str) -> Option<f64> {
     value(text, &prefix)
 }
 
-fn reserve_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
 async fn eventually_metric(
     exporter: &Exporter,
     name: &str,
@@ -483,8 +482,7 @@ async fn pushes(exporter: &Exporter, result: &str, want: f64, limit: Duration) -
 async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(
         &cls,
         &endpoint,
@@ -633,8 +631,7 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
 async fn pull_and_push_together_make_one_refresh_per_ttl() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(&cls, &endpoint, "250", &[("CACHE_TTL", "2s")]);
     let started = Instant::now();
     let mut scrapes = 0;
@@ -668,8 +665,7 @@ async fn pull_and_push_together_make_one_refresh_per_ttl() {
 async fn unavailable_is_retried_until_the_export_timeout() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::new(vec![], Answer::Grpc(Code::Unavailable, None));
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(
         &cls,
         &endpoint,
@@ -709,8 +705,7 @@ async fn unavailable_is_retried_until_the_export_timeout() {
 async fn invalid_argument_is_not_retried() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::new(vec![], Answer::Grpc(Code::InvalidArgument, None));
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
     let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
@@ -733,8 +728,7 @@ async fn resource_exhausted_is_retried_after_the_collectors_delay() {
         )],
         Answer::Accept,
     );
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(2, Duration::from_secs(10)).await);
     let got = collector.received();
@@ -755,8 +749,7 @@ async fn partial_success_is_logged_and_not_retried() {
         vec![Answer::Partial(3, "3 points had a bad unit")],
         Answer::Accept,
     );
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
     let text = pushes(&exporter, "partial", 1.0, Duration::from_secs(5)).await;
@@ -779,8 +772,7 @@ async fn partial_success_is_logged_and_not_retried() {
 async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let exporter = pushing(
         &cls,
         &endpoint,
@@ -810,7 +802,7 @@ async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_down_at_start_then_up_receives_data() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let addr = reserve_port();
+    let addr = free_addr();
     let endpoint = format!("http://{addr}");
     let exporter = pushing(
         &cls,
@@ -846,8 +838,7 @@ async fn collector_down_at_start_then_up_receives_data() {
 async fn sigterm_makes_a_last_push_and_exits_promptly() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = grpc_collector(&collector).await;
     let mut exporter = pushing(&cls, &endpoint, ONCE, &[]);
     pushes(&exporter, "success", 1.0, Duration::from_secs(10)).await;
     let started = Instant::now();
@@ -904,59 +895,18 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
 
 // --- TLS --------------------------------------------------------------------
 
-struct Pki {
-    ca_pem: String,
-    server_cert_pem: String,
-    server_key_pem: String,
-    client_cert_pem: String,
-    client_key_pem: String,
-}
-
-/// A CA made for this run, a server certificate for 127.0.0.1 and a client
-/// certificate, both signed by it.
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["exporter".to_owned()])
-        .unwrap()
-        .signed_by(&client_key, &ca, &ca_key)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-        client_cert_pem: client.pem(),
-        client_key_pem: client_key.serialize_pem(),
-    }
-}
-
-fn temp_file(test: &str, name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nlse-otlp-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca_file() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
+    let pki = Pki::new();
     let collector = Collector::accepting();
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
+        &pki.server.cert_pem,
+        &pki.server.key_pem,
     ));
     let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
-    let ca = temp_file("tls", "ca.pem", &pki.ca_pem);
+    let dir = scratch_dir("otlp-tls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
     let endpoint = format!("https://{addr}");
     let _exporter = pushing(
         &cls,
@@ -969,8 +919,8 @@ async fn tls_with_a_private_ca_file() {
     // Without the CA file the collector's certificate is not trusted.
     let untrusting = Collector::accepting();
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
+        &pki.server.cert_pem,
+        &pki.server.key_pem,
     ));
     let addr = grpc_collector_on(&untrusting, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
     let endpoint = format!("https://{addr}");
@@ -992,18 +942,19 @@ async fn tls_with_a_private_ca_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_with_a_client_certificate() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
+    let pki = Pki::new();
     let collector = Collector::accepting();
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(
-            &pki.server_cert_pem,
-            &pki.server_key_pem,
+            &pki.server.cert_pem,
+            &pki.server.key_pem,
         ))
         .client_ca_root(Certificate::from_pem(&pki.ca_pem));
     let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
-    let ca = temp_file("mtls", "ca.pem", &pki.ca_pem);
-    let cert = temp_file("mtls", "client.pem", &pki.client_cert_pem);
-    let key = temp_file("mtls", "client-key.pem", &pki.client_key_pem);
+    let dir = scratch_dir("otlp-mtls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
+    let cert = write_file(&dir, "client.pem", &pki.client.cert_pem);
+    let key = write_file(&dir, "client-key.pem", &pki.client.key_pem);
     let endpoint = format!("https://{addr}");
     let base = [
         ("OTEL_ENABLED", "true"),
@@ -1068,8 +1019,7 @@ async fn unreadable_tls_files_and_bad_headers_stop_the_start_with_exit_2() {
 async fn http_protobuf_push_with_gzip_and_headers() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = http_collector(&collector, None).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = http_collector(&collector, None).await;
     let exporter = pushing(
         &cls,
         &endpoint,
@@ -1118,8 +1068,7 @@ async fn http_retries_503_but_not_400() {
         ],
         Answer::Accept,
     );
-    let addr = http_collector(&collector, None).await;
-    let endpoint = format!("http://{addr}");
+    let endpoint = http_collector(&collector, None).await;
     let exporter = pushing(
         &cls,
         &endpoint,
@@ -1140,35 +1089,14 @@ async fn http_retries_503_but_not_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_over_mtls() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+    let pki = Pki::new();
+    let config = pki.mtls_server_config(&pki);
     let collector = Collector::accepting();
-    let addr = http_collector(&collector, Some(config)).await;
-    let ca = temp_file("http-mtls", "ca.pem", &pki.ca_pem);
-    let cert = temp_file("http-mtls", "client.pem", &pki.client_cert_pem);
-    let key = temp_file("http-mtls", "client-key.pem", &pki.client_key_pem);
-    let endpoint = format!("https://{addr}");
+    let endpoint = http_collector(&collector, Some(config)).await;
+    let dir = scratch_dir("otlp-http-mtls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
+    let cert = write_file(&dir, "client.pem", &pki.client.cert_pem);
+    let key = write_file(&dir, "client-key.pem", &pki.client.key_pem);
     let _exporter = pushing(
         &cls,
         &endpoint,

@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use support::exporter::{base_env, http, Exporter};
 use support::fake_cls::FakeCls;
+use support::scratch::{free_addr, scratch_dir};
 use support::series::up;
 use support::tools::{self, run_bounded, tool};
 
@@ -275,23 +276,12 @@ fn until_healthy(addr: SocketAddr, started: Instant) -> Duration {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A directory under the test target dir, removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("static-binary-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(scratch_dir(&format!("static-binary-{name}")))
     }
 }
 
@@ -750,7 +740,7 @@ async fn scratch_image_builds_and_runs_as_pid_1_under_podman() {
 
     // The container: read-only root, no tmpfs, host network to reach the fake CLS.
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = free_addr();
     let nofile = format!("nofile={0}:{0}", hard_nofile());
     let mut args: Vec<String> = [
         "run",

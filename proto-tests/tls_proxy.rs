@@ -7,21 +7,14 @@ mod support;
 use support::fake_cls::fixture;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use support::exporter::{log_lines, Exporter};
 use support::fake_cls::FakeCls;
-use support::front::{Front, Mode, Pki};
+use support::front::{Front, Mode};
+use support::pki::Pki;
+use support::scratch::{free_addr, scratch_dir, write_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn write_temp(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nlse-tls-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ca.pem");
-    std::fs::write(&path, contents).unwrap();
-    path
-}
 
 /// A CONNECT proxy that records each tunnel's target.
 async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -81,7 +74,7 @@ async fn a_private_ca_is_trusted_only_through_the_ca_file() {
     let told = log_lines(&untrusted, "certificate").await;
     assert!(!told.is_empty(), "{}", untrusted.stderr());
 
-    let ca = write_temp("ca", &pki.ca_pem);
+    let ca = write_file(&scratch_dir("tls-ca"), "ca.pem", &pki.ca_pem);
     let trusted = Exporter::start(&base, &[("NVIDIA_API_CA_FILE", ca.to_str().unwrap())]);
     let text = trusted.metrics().await;
     assert!(text.contains(UP), "{}", trusted.stderr());
@@ -90,7 +83,7 @@ async fn a_private_ca_is_trusted_only_through_the_ca_file() {
 
 #[tokio::test]
 async fn a_bad_ca_file_stops_the_start_with_a_clear_line() {
-    let path = write_temp("bad", "not a certificate\n");
+    let path = write_file(&scratch_dir("tls-bad"), "ca.pem", "not a certificate\n");
     let (status, _, stderr) = support::exporter::run_to_end(
         &[
             ("NVIDIA_API_KEY", "k"),
@@ -111,7 +104,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     let pki = Pki::new();
     let front = Front::start(cls.addr(), Mode::Tls(pki.server_config())).await;
     let base = format!("https://{}", front.addr());
-    let ca = write_temp("proxy", &pki.ca_pem);
+    let ca = write_file(&scratch_dir("tls-proxy"), "ca.pem", &pki.ca_pem);
     let (proxy, seen) = connect_proxy().await;
     let proxy_url = format!("http://{proxy}");
 
@@ -158,11 +151,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
 #[tokio::test]
 async fn an_unreachable_proxy_fails_the_refresh_with_a_clear_line() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let exporter = Exporter::start(
         &cls.base_url(),
         &[

@@ -5,5 +5,7 @@ pub mod exposition;
 pub mod fake_cls;
 pub mod front;
 pub mod orgs;
+pub mod pki;
+pub mod scratch;
 pub mod series;
 pub mod tools;
