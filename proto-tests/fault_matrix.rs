@@ -228,6 +228,8 @@ impl Row {
     }
 }
 
+/// The exporter of a row: the sentinel key, CACHE_TTL `TTL`, SCRAPE_TIMEOUT
+/// `SCRAPE_TIMEOUT`, then `extra` (which wins, as in `Exporter::start`).
 fn start_exporter(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
     let ttl = format!("{}ms", TTL.as_millis());
     let mut env: Vec<(&str, &str)> = vec![
@@ -235,10 +237,7 @@ fn start_exporter(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
         ("CACHE_TTL", &ttl),
         ("SCRAPE_TIMEOUT", SCRAPE_TIMEOUT),
     ];
-    for (k, v) in extra {
-        env.retain(|(name, _)| name != k);
-        env.push((k, v));
-    }
+    env.extend_from_slice(extra);
     Exporter::start(base_url, &env)
 }
 

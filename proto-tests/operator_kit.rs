@@ -6,6 +6,7 @@ mod support;
 
 use support::fake_cls::fixture;
 
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -16,17 +17,6 @@ use support::scratch::{free_addr, scratch_dir};
 use support::tools::{output_text, run_bounded, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 struct KillOnDrop(Child);
 
@@ -64,7 +54,10 @@ async fn prom_query(prometheus: SocketAddr, query: &str) -> Vec<Value> {
     let r = http(
         prometheus,
         "GET",
-        &format!("/api/v1/query?query={}", percent_encode(query)),
+        &format!(
+            "/api/v1/query?query={}",
+            utf8_percent_encode(query, NON_ALPHANUMERIC)
+        ),
         &[],
     )
     .await;

@@ -23,11 +23,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::exporter::{base_env, http, Exporter};
 use support::fake_cls::FakeCls;
+use support::proxy::ConnectProxy;
 use support::scratch::{free_addr, scratch_dir};
 use support::series::up;
 use support::tools::{self, run_bounded, tool};
@@ -509,55 +509,6 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
     );
 }
 
-/// A stand-in HTTPS proxy on 127.0.0.1: records the head of every request
-/// and refuses each with 403, until dropped.
-struct RefusingProxy {
-    addr: SocketAddr,
-    heads: Receiver<String>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RefusingProxy {
-    fn start() -> RefusingProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("proxy address");
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (tx, heads) = channel();
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => break,
-                    }
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                let _ = tx.send(text(&head));
-            }
-        });
-        RefusingProxy { addr, heads, stop }
-    }
-}
-
-impl Drop for RefusingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// With the default CLS URL and a proxy given by IP, the exporter in the
 /// empty root (no resolv.conf, no hosts file, no CA store) asks the proxy for
 /// a tunnel to the CLS host name: it needs no name lookup of its own. The
@@ -569,12 +520,12 @@ async fn from_an_empty_root_cls_is_reached_through_a_proxy_without_name_lookup()
     else {
         return;
     };
-    let proxy = RefusingProxy::start();
+    let proxy = ConnectProxy::refusing().await;
     let env = [
         ("NVIDIA_API_KEY", "test-key".to_owned()),
         ("NVIDIA_ORG_NAME", "lic-demo".to_owned()),
         ("LISTEN_ADDRESS", "127.0.0.1:0".to_owned()),
-        ("HTTPS_PROXY", format!("http://{}", proxy.addr)),
+        ("HTTPS_PROXY", proxy.url()),
         ("SCRAPE_TIMEOUT", "3s".to_owned()),
     ];
     let mut exporter = Exporter::spawn(&mut root.command(&[], &env));
@@ -587,9 +538,9 @@ async fn from_an_empty_root_cls_is_reached_through_a_proxy_without_name_lookup()
         "a refused tunnel is a failed refresh"
     );
     let head = proxy
-        .heads
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| {
+        .first_head(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| {
             panic!(
                 "no request reached the proxy; stderr:\n{}",
                 exporter.stderr()

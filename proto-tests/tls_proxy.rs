@@ -6,58 +6,12 @@ mod support;
 
 use support::fake_cls::fixture;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use support::exporter::{log_lines, Exporter};
 use support::fake_cls::FakeCls;
 use support::front::{Front, Mode};
 use support::pki::Pki;
+use support::proxy::ConnectProxy;
 use support::scratch::{free_addr, scratch_dir, write_file};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A CONNECT proxy that records each tunnel's target.
-async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                    if client.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let Some(target) = head
-                    .strip_prefix("CONNECT ")
-                    .and_then(|r| r.split(' ').next())
-                else {
-                    let _ = client
-                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-                        .await;
-                    return;
-                };
-                log.lock().unwrap().push(target.to_owned());
-                let Ok(mut upstream) = TcpStream::connect(target).await else {
-                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                    return;
-                };
-                let _ = client
-                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                    .await;
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
-    (addr, seen)
-}
 
 const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
 
@@ -105,8 +59,8 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     let front = Front::start(cls.addr(), Mode::Tls(pki.server_config())).await;
     let base = format!("https://{}", front.addr());
     let ca = write_file(&scratch_dir("tls-proxy"), "ca.pem", &pki.ca_pem);
-    let (proxy, seen) = connect_proxy().await;
-    let proxy_url = format!("http://{proxy}");
+    let proxy = ConnectProxy::tunnelling().await;
+    let proxy_url = proxy.url();
 
     let via_proxy = Exporter::start(
         &base,
@@ -120,7 +74,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
         "{}",
         via_proxy.stderr()
     );
-    let tunnels = seen.lock().unwrap().clone();
+    let tunnels = proxy.targets();
     assert!(!tunnels.is_empty());
     assert!(
         tunnels.iter().all(|t| *t == front.addr().to_string()),
@@ -132,7 +86,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
         "connections are reused inside the tunnels"
     );
 
-    seen.lock().unwrap().clear();
+    proxy.clear();
     let direct = Exporter::start(
         &base,
         &[
@@ -143,7 +97,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     );
     assert!(direct.metrics().await.contains(UP), "{}", direct.stderr());
     assert!(
-        seen.lock().unwrap().is_empty(),
+        proxy.targets().is_empty(),
         "NO_PROXY host went through the proxy"
     );
 }

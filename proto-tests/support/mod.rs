@@ -6,6 +6,7 @@ pub mod fake_cls;
 pub mod front;
 pub mod orgs;
 pub mod pki;
+pub mod proxy;
 pub mod scratch;
 pub mod series;
 pub mod tools;
