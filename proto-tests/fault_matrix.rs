@@ -8,8 +8,12 @@
 //! happened: the process alive without a panic, `/healthz` and `/metrics`
 //! answering, an exposition that passes a strict grammar check and
 //! `promtool check metrics`, memory under `RSS_BOUND`, every log record on
-//! one line, and the API key nowhere.
+//! one line, and the API key nowhere. Where a fault also has a second
+//! setting to prove (a 1 s deadline, a server that ignores page-number), the
+//! row starts a second exporter for it.
 //!
+//! This file is the one home of each fault: cls_client.rs tests the client's
+//! mechanics (paging, retries that succeed, backoff, pipelining, leases).
 //! README.md ("Fault matrix") has the table of rows and outcomes.
 
 mod support;
