@@ -85,16 +85,26 @@ pub fn base_env(base_url: &str, listen: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `base_env(base_url, "127.0.0.1:0")` and then `extra`, a later setting
+/// replacing an earlier one of the same name: a test exporter's environment.
+pub fn test_env(base_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = base_env(base_url, "127.0.0.1:0")
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
 impl Exporter {
     /// Starts the exporter against `base_url` with the test key and org and
     /// `extra` settings, and waits until it listens.
     pub fn start(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
-        let base = base_env(base_url, "127.0.0.1:0");
-        let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        for (k, v) in extra {
-            env.retain(|(name, _)| name != k);
-            env.push((k, v));
-        }
+        let env = test_env(base_url, extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Exporter::start_with(&env, &[])
     }
 
