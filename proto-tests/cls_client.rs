@@ -1,359 +1,36 @@
 //! Protocol tests of the CLS client: the real exporter binary against the
-//! fake CLS (and, for broken transports, a raw socket server written here)
-//! over loopback sockets. Each test proves one behaviour of paging, retries,
-//! partial failures, leases, pipelining, or body limits and timeouts, with
-//! exact request sequences, series values and log lines.
+//! fake CLS (and, for answers of their own, a canned-answer server) over
+//! loopback sockets. Each test proves one behaviour of paging, retries,
+//! partial failures, leases or pipelining, with exact request sequences,
+//! series values and log lines. What one fault of the CLS does to a refresh
+//! (the status rows, Retry-After, stalls, body limits, the repeated-page
+//! guard) has its one home in fault_matrix.rs.
 
 mod support;
 
 use support::fake_cls::fixture;
 
+use base64::Engine;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::exporter::{log_lines, peak_rss, refresh_failures, value, Exporter};
-use support::fake_cls::{Canned, FakeCls, KeyStyle, Paging, Recorded, Totals};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::canned::{Canned, CannedServer, Recorded};
+use support::exporter::{log_lines, peak_rss, refresh_failures, retries, Exporter};
+use support::fake_cls::{FakeCls, KeyStyle, Paging, Totals};
+use support::orgs::{
+    client, count_lines, feature_active, group, n_groups, n_of_everything, org, page_numbers,
+    server, server_active, server_labels, LISTINGS, ORG,
+};
+use support::series::{guard, partial, requests_total, up};
 
-const ORG: &str = r#"org_name="lic-demo""#;
-
-// ---------------------------------------------------------------- org builders
-
-/// A server with one feature (id `{id}-f`) and `pools` pools.
-fn server(id: &str, instance: &str, pools: usize) -> Value {
-    let pools: Vec<Value> = (0..pools)
-        .map(|p| {
-            json!({
-                "id": format!("{id}-pool{p}"), "name": format!("pool{p}"),
-                "licensePoolFeatures": [
-                    { "licenseServerFeatureId": format!("{id}-f"), "totalAllotment": 10, "inUse": p }
-                ]
-            })
-        })
-        .collect();
-    json!({
-        "id": id, "name": format!("name-{id}"), "status": "ENABLED",
-        "deployedOn": "CLOUD", "leasingMode": "STANDARD", "serviceInstanceId": instance,
-        "licenseServerFeatures": [ {
-            "id": format!("{id}-f"), "featureName": "GRID-Virtual-PC",
-            "productName": "NVIDIA Virtual PC", "licenseType": "CONCURRENT_COUNTED_SINGLE",
-            "totalQuantity": 10
-        } ],
-        "licensePools": pools,
-    })
-}
-
-/// A lease client holding one lease `lease` of `server`'s feature.
-fn client(server: &str, lease: &str) -> Value {
-    json!({
-        "leases": [ { "leaseId": lease, "featureName": "GRID-Virtual-PC", "leaseCount": 1,
-                      "licenseAllotmentFeatureId": format!("{server}-f") } ],
-        "additionalProperties": { "license_server_id": server,
-                                  "license_server_name": format!("name-{server}") }
-    })
-}
-
-/// A group with one entitlement of `id` licenses (so every group read shows
-/// up as a series), its servers, and its leases keyed by service instance.
-fn group(id: u64, servers: Vec<Value>, leases: Value) -> Value {
-    json!({
-        "id": id, "name": format!("g{id}"),
-        "entitlements": [ { "id": format!("ent-{id}"), "entitlementProductKeys": [ {
-            "entitlementFeatures": [ {
-                "featureName": "GRID-Virtual-PC", "featureVersion": "1",
-                "productName": "NVIDIA Virtual PC", "licenseType": "CONCURRENT_COUNTED_SINGLE",
-                "totalQuantity": id
-            } ] } ] } ],
-        "licenseServers": servers,
-        "leases": leases,
-    })
-}
-
-fn org(groups: Vec<Value>) -> Value {
-    json!({ "org": "lic-demo", "virtualGroups": groups })
-}
-
-/// Five of everything, for a page size of 2 (three pages per listing):
-/// groups 1-5; group 1 has servers s1-s5 on service instance `si-1`; s1 has
-/// five pools; `si-1` has five lease clients, one lease each, all on s1.
-fn five_of_everything() -> Value {
-    let servers = (1..=5)
-        .map(|s| server(&format!("s{s}"), "si-1", if s == 1 { 5 } else { 1 }))
-        .collect();
-    let clients: Vec<Value> = (1..=5).map(|l| client("s1", &format!("L{l}"))).collect();
-    let mut groups = vec![group(1, servers, json!({ "si-1": clients }))];
-    groups.extend((2..=5).map(|g| group(g, vec![], json!({}))));
-    org(groups)
-}
-
-// ------------------------------------------------------------------- helpers
-
-/// The `page-number` of each request whose path ends with `suffix`, in
-/// arrival order; `-` when the request had none.
-fn page_numbers(cls: &FakeCls, suffix: &str) -> Vec<String> {
-    cls.requests()
-        .iter()
-        .filter(|r| r.path.ends_with(suffix))
-        .map(|r| r.query_param("page-number").unwrap_or_else(|| "-".into()))
-        .collect()
-}
-
-fn count_lines(text: &str, prefix: &str) -> usize {
-    text.lines().filter(|l| l.starts_with(prefix)).count()
-}
-
-fn server_labels(group: u64, id: &str) -> String {
-    format!(
-        r#"virtual_group_id="{group}",virtual_group_name="g{group}",server_id="{id}",server_name="name-{id}""#
-    )
-}
-
-const VPC: &str = r#"feature_name="GRID-Virtual-PC",product_name="NVIDIA Virtual PC",license_type="CONCURRENT_COUNTED_SINGLE""#;
-
-fn server_active(text: &str, group: u64, id: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            "nvidia_cls_license_server_active_leases{{{ORG},{}}} ",
-            server_labels(group, id)
-        ),
-    )
-}
-
-fn feature_active(text: &str, group: u64, id: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            "nvidia_cls_license_server_feature_active_leases{{{ORG},{},{VPC}}} ",
-            server_labels(group, id)
-        ),
-    )
-}
-
-fn guard(text: &str, endpoint: &str, guard: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(
-            r#"nvidia_cls_pagination_guards_total{{{ORG},endpoint="{endpoint}",guard="{guard}"}} "#
-        ),
-    )
-}
-
-fn partial(text: &str, endpoint: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"nvidia_cls_partial_refresh_failures{{{ORG},endpoint="{endpoint}"}} "#),
-    )
-}
-
-fn requests_total(text: &str, endpoint: &str, code: &str) -> Option<f64> {
-    value(
-        text,
-        &format!(r#"nvidia_cls_api_requests_total{{{ORG},endpoint="{endpoint}",code="{code}"}} "#),
-    )
-}
-
-fn up(text: &str) -> Option<f64> {
-    value(text, &format!("nvidia_cls_up{{{ORG}}} "))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` for unix seconds (Hinnant's civil_from_days).
-fn http_date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][month as usize - 1];
-    format!(
-        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-// ------------------------------------------------------------ a raw server
-
-/// What the raw server does with one request.
-enum Act {
-    /// A complete response with this status and JSON body (keep-alive).
-    Json(u16, String),
-    /// Close the connection without answering.
-    Close,
-    /// Write these bytes, then close.
-    WriteThenClose(Vec<u8>),
-    /// Write these bytes, then keep the connection open and silent (at most 60 s).
-    WriteThenStall(Vec<u8>),
-    /// Write `head`, then `chunk` every `pause` until the peer goes away
-    /// (at most 60 s or 4 GiB).
-    Endless {
-        head: Vec<u8>,
-        chunk: Vec<u8>,
-        pause: Duration,
-    },
-}
-
-type Handler = Arc<dyn Fn(&str, usize) -> Act + Send + Sync>;
-
-/// A tiny HTTP/1.1 server over a plain TcpListener for answers the fake CLS
-/// cannot give: broken framing, stalls, endless bodies. The handler gets the
-/// request target and the index of the connection (0-based).
-struct RawServer {
-    addr: std::net::SocketAddr,
-    connections: Arc<AtomicUsize>,
-    /// (arrival, request target) of every request.
-    requests: Arc<Mutex<Vec<(Instant, String)>>>,
-    /// Bytes written by `Endless` answers.
-    written: Arc<AtomicUsize>,
-}
-
-impl RawServer {
-    async fn start(handler: impl Fn(&str, usize) -> Act + Send + Sync + 'static) -> RawServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = RawServer {
-            addr,
-            connections: Arc::default(),
-            requests: Arc::default(),
-            written: Arc::default(),
-        };
-        let handler: Handler = Arc::new(handler);
-        let (connections, requests, written) = (
-            server.connections.clone(),
-            server.requests.clone(),
-            server.written.clone(),
-        );
-        tokio::spawn(async move {
-            for _ in 0..10_000 {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let index = connections.fetch_add(1, Ordering::SeqCst);
-                let (handler, requests, written) =
-                    (handler.clone(), requests.clone(), written.clone());
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(60),
-                        serve_raw(stream, index, handler, requests, written),
-                    )
-                    .await;
-                });
-            }
-        });
-        server
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn request_count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-async fn serve_raw(
-    mut stream: TcpStream,
-    index: usize,
-    handler: Handler,
-    requests: Arc<Mutex<Vec<(Instant, String)>>>,
-    written: Arc<AtomicUsize>,
-) {
-    let mut buf = Vec::new();
-    for _ in 0..10_000 {
-        // Read one request head (GET: no body), at most 64 KiB.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            if buf.len() > 65_536 {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let target = head.split(' ').nth(1).unwrap_or("").to_owned();
-        requests
-            .lock()
-            .unwrap()
-            .push((Instant::now(), target.clone()));
-        match handler(&target, index) {
-            Act::Json(status, body) => {
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if stream.write_all(response.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-            Act::Close => return,
-            Act::WriteThenClose(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Act::WriteThenStall(bytes) => {
-                let _ = stream.write_all(&bytes).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                return;
-            }
-            Act::Endless { head, chunk, pause } => {
-                if stream.write_all(&head).await.is_err() {
-                    return;
-                }
-                let started = Instant::now();
-                let limit = 4usize << 30;
-                while started.elapsed() < Duration::from_secs(60)
-                    && written.load(Ordering::SeqCst) < limit
-                {
-                    if stream.write_all(&chunk).await.is_err() {
-                        return;
-                    }
-                    written.fetch_add(chunk.len(), Ordering::SeqCst);
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                return;
-            }
-        }
-    }
-}
-
-fn empty_groups() -> String {
-    r#"{"virtualGroups":[]}"#.to_owned()
+fn empty_groups() -> Canned {
+    Canned::body(200, r#"{"virtualGroups":[]}"#)
 }
 
 // ================================================================== paging
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_size_defaults_to_100_and_is_set_by_cls_page_size_and_its_flag() {
-    let cls = FakeCls::start(five_of_everything(), "test-key").await;
+    let cls = FakeCls::start(n_of_everything(5), "test-key").await;
     let sizes = |cls: &FakeCls| -> Vec<String> {
         let mut s: Vec<String> = cls
             .requests()
@@ -390,37 +67,10 @@ async fn page_size_defaults_to_100_and_is_set_by_cls_page_size_and_its_flag() {
     assert_eq!(sizes(&cls), ["9"], "the flag wins over the environment");
 }
 
-/// `n` of everything, for a page size of 2: groups 1..=n; group 1 has servers
-/// s1..sn on service instance `si-1`; s1 has n pools, the others one; `si-1`
-/// has n lease clients, one lease each, all on s1.
-fn n_of_everything(n: u64) -> Value {
-    let servers = (1..=n)
-        .map(|s| {
-            server(
-                &format!("s{s}"),
-                "si-1",
-                if s == 1 { n as usize } else { 1 },
-            )
-        })
-        .collect();
-    let clients: Vec<Value> = (1..=n).map(|l| client("s1", &format!("L{l}"))).collect();
-    let mut groups = vec![group(1, servers, json!({ "si-1": clients }))];
-    groups.extend((2..=n).map(|g| group(g, vec![], json!({}))));
-    org(groups)
-}
-
-/// The four listings of `n_of_everything`, by path suffix.
-const LISTINGS: [&str; 4] = [
-    "/virtual-groups",
-    "/virtual-groups/1/license-servers",
-    "/license-servers/s1/license-pools",
-    "/virtual-groups/1/leases/all",
-];
-
 fn assert_page_numbers(cls: &FakeCls, want: &[&str]) {
     for suffix in LISTINGS {
         assert_eq!(
-            page_numbers(cls, suffix),
+            page_numbers(&cls.requests(), suffix),
             want,
             "page-number sequence of {suffix}"
         );
@@ -475,7 +125,7 @@ async fn a_listing_spanning_many_pages_is_read_whole() {
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0));
     assert_eq!(
-        page_numbers(&cls, "/license-servers"),
+        page_numbers(&cls.requests(), "/license-servers"),
         ["-", "1", "2"],
         "3 pages of 100, 100 and 50"
     );
@@ -581,69 +231,21 @@ async fn without_pagination_info_one_page_is_read() {
     assert!(!text.contains("nvidia_cls_pagination_guards_total{"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_ignoring_page_number_is_stopped_by_the_repeated_page_guard() {
-    let paging = Paging {
-        ignore_page_number: true,
-        ..Paging::enabled(0)
-    };
-    let (cls, exporter, text) = paged(paging, 5, "2").await;
-    assert_page_numbers(&cls, &["-", "1"]);
-    for endpoint in [
-        "virtual_groups",
-        "license_servers",
-        "license_pools",
-        "leases",
-    ] {
-        assert_eq!(
-            guard(&text, endpoint, "repeated_page"),
-            Some(1.0),
-            "{endpoint}"
-        );
-    }
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(
-        count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
-        2
-    );
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 2);
-    assert_eq!(server_active(&text, 1, "s1"), Some(2.0));
-    let lines = log_lines(&exporter, "paging stopped early").await;
-    assert_eq!(lines.len(), 4, "one warning per listing: {lines:#?}");
-    for line in &lines {
-        assert!(line.contains(" WARN "), "{line}");
-        assert!(
-            line.contains(
-                "a page held only items already seen (the server seems to ignore page-number)"
-            ),
-            "{line}"
-        );
-        assert!(line.contains("guard=\"repeated_page\""), "{line}");
-    }
-    for suffix in LISTINGS {
-        assert!(
-            lines.iter().any(|l| l.contains(&format!("{suffix}\""))),
-            "{suffix} named in {lines:#?}"
-        );
-    }
-}
-
-/// A raw server for `/virtual-groups` pages numbered from `base` (a missing
-/// or lower page-number means the first page): `page` gives the group ids
-/// of page n, `report` its paginationInfo. Every other listing is empty.
-async fn raw_group_pages(
+/// A canned-answer server for `/virtual-groups` pages numbered from `base`
+/// (a missing or lower page-number means the first page): `page` gives the
+/// group ids of page n, `report` its paginationInfo. Every other listing is
+/// empty.
+async fn group_pages(
     base: u64,
     page: impl Fn(u64) -> Vec<u64> + Send + Sync + 'static,
     report: impl Fn(u64) -> Value + Send + Sync + 'static,
-) -> RawServer {
-    RawServer::start(move |target, _| {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if !path.ends_with("/virtual-groups") {
-            return Act::Json(200, r#"{"licenseServers":[],"licensePools":[],"clients":[]}"#.into());
+) -> CannedServer {
+    CannedServer::start(move |request, _| {
+        if !request.path.ends_with("/virtual-groups") {
+            return Canned::body(200, r#"{"licenseServers":[],"licensePools":[],"clients":[]}"#);
         }
-        let number = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("page-number="))
+        let number = request
+            .query_param("page-number")
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n >= base)
             .unwrap_or(base);
@@ -651,47 +253,29 @@ async fn raw_group_pages(
             .into_iter()
             .map(|id| json!({"id": id, "name": format!("g{id}"), "entitlements": group(id, vec![], json!({}))["entitlements"].clone()}))
             .collect();
-        Act::Json(
+        Canned::json(
             200,
-            json!({"virtualGroups": groups, "paginationInfo": report(number)}).to_string(),
+            &json!({"virtualGroups": groups, "paginationInfo": report(number)}),
         )
     })
     .await
-}
-
-fn raw_page_numbers(raw: &RawServer, suffix: &str) -> Vec<String> {
-    raw.requests
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, t)| t.split('?').next().unwrap().ends_with(suffix))
-        .map(|(_, t)| {
-            t.split_once('?')
-                .map(|(_, q)| q)
-                .unwrap_or("")
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("page-number="))
-                .unwrap_or("-")
-                .to_owned()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_based_server_that_reports_no_page_number_is_paged_from_its_first_page() {
     // Groups 1-5 in pages of 2, numbered from 1; a missing page-number (or 0)
     // means page 1; paginationInfo holds only the total.
-    let raw = raw_group_pages(
+    let server = group_pages(
         1,
         |n| ((n - 1) * 2 + 1..=((n - 1) * 2 + 2).min(5)).collect(),
         |_| json!({"totalRecords": 5}),
     )
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "2")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "2")]);
     let text = exporter.metrics().await;
     // Page 1 comes back twice (unnumbered, then as "1"): the client steps past it.
     assert_eq!(
-        raw_page_numbers(&raw, "/virtual-groups"),
+        page_numbers(&server.requests(), "/virtual-groups"),
         ["-", "1", "2", "3"]
     );
     assert_eq!(
@@ -707,15 +291,18 @@ async fn a_one_based_server_that_reports_no_page_number_is_paged_from_its_first_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_page_before_the_totals_is_stopped_by_the_short_total_guard() {
     // Claims 5 groups, but page 1 is already empty.
-    let raw = raw_group_pages(
+    let server = group_pages(
         0,
         |n| if n == 0 { vec![1, 2] } else { vec![] },
         |n| json!({"pageNumber": n, "pageSize": 2, "totalRecords": 5}),
     )
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "2")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "2")]);
     let text = exporter.metrics().await;
-    assert_eq!(raw_page_numbers(&raw, "/virtual-groups"), ["-", "1"]);
+    assert_eq!(
+        page_numbers(&server.requests(), "/virtual-groups"),
+        ["-", "1"]
+    );
     assert_eq!(up(&text), Some(1.0));
     assert_eq!(
         count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
@@ -761,53 +348,6 @@ async fn the_page_cap_stops_an_endless_listing() {
 }
 
 // ================================================================= retries
-
-/// Groups 1..=n, each with one server `s{g}` on instance `si-{g}` and one lease.
-fn n_groups(n: u64) -> Value {
-    org((1..=n)
-        .map(|g| {
-            let s = format!("s{g}");
-            group(
-                g,
-                vec![server(&s, &format!("si-{g}"), 1)],
-                json!({ format!("si-{g}"): [client(&s, &format!("L{g}"))] }),
-            )
-        })
-        .collect())
-}
-
-/// (path, attempt, wait_ms) of every "retrying" debug line.
-async fn retries(exporter: &Exporter) -> Vec<(String, u32, u64)> {
-    log_lines(exporter, "retrying: ")
-        .await
-        .iter()
-        .map(|line| {
-            let field = |name: &str| {
-                line.split(&format!(" {name}="))
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap_or_else(|| panic!("{name} in {line}"))
-                    .trim_matches('"')
-                    .to_owned()
-            };
-            (
-                field("path"),
-                field("attempt").parse().unwrap(),
-                field("wait_ms").parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Arrival times of the requests to exactly `path` (after the org), in order.
-fn arrivals(cls: &FakeCls, path: &str) -> Vec<Instant> {
-    let full = format!("/v1/org/lic-demo{path}");
-    cls.requests_timed()
-        .into_iter()
-        .filter(|(_, r)| r.path == full)
-        .map(|(t, _)| t)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_429_502_503_504_are_retried_until_they_succeed() {
@@ -875,7 +415,7 @@ async fn retries_back_off_exponentially_with_full_jitter() {
     assert!(second.iter().max().unwrap() > &400, "{second:?}");
     // And the client really waited that long before asking again.
     for (path, attempt, wait_ms) in &retries {
-        let times = arrivals(&cls, path);
+        let times = cls.arrivals(path);
         assert_eq!(times.len(), 3, "{path}");
         let gap = times[*attempt as usize] - times[*attempt as usize - 1];
         assert!(
@@ -883,79 +423,6 @@ async fn retries_back_off_exponentially_with_full_jitter() {
             "{path} attempt {attempt}: waited {gap:?}, logged {wait_ms} ms"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_in_seconds_is_honoured() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(503)
-            .with_times(1)
-            .with_header("retry-after", "1"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let times = arrivals(&cls, "/virtual-groups");
-    assert_eq!(times.len(), 2);
-    let gap = times[1] - times[0];
-    assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_millis(1300),
-        "{gap:?}"
-    );
-    assert_eq!(
-        retries(&exporter).await,
-        [("/virtual-groups".to_owned(), 1, 1000)]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_as_an_http_date_is_honoured() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(429)
-            .with_times(1)
-            .with_header("retry-after", &http_date(unix_now() + 2)),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("LOG_LEVEL", "debug")]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let times = arrivals(&cls, "/virtual-groups");
-    assert_eq!(times.len(), 2);
-    let gap = times[1] - times[0];
-    // Whole seconds: 2 s ahead is a wait of 1 to 2 s, never the ≤ 400 ms backoff.
-    assert!(
-        gap >= Duration::from_secs(1) && gap < Duration::from_millis(2300),
-        "{gap:?}"
-    );
-    let retries = retries(&exporter).await;
-    assert_eq!(retries.len(), 1);
-    assert!([1000, 2000].contains(&retries[0].2), "{retries:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_past_the_deadline_fails_at_once() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(503).with_header("retry-after", "30"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("SCRAPE_TIMEOUT", "3s")]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups"), 1);
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 503"]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -982,188 +449,46 @@ async fn backoff_stops_at_the_refresh_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_is_tried_four_times_at_most() {
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override(
-        "/virtual-groups",
-        Canned::status(429).with_header("retry-after", "0"),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups"), 4);
-    assert_eq!(requests_total(&text, "virtual_groups", "429"), Some(4.0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_errors_are_retried() {
     // The first two connections are closed without an answer.
-    let raw = RawServer::start(|_, connection| {
+    let server = CannedServer::start(|_, connection| {
         if connection < 2 {
-            Act::Close
+            Canned::hang_up()
         } else {
-            Act::Json(200, empty_groups())
+            empty_groups()
         }
     })
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[]);
+    let exporter = Exporter::start(&server.base_url(), &[]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(1.0), "{}", exporter.stderr());
-    assert_eq!(raw.request_count(), 3);
-    assert_eq!(raw.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(server.request_count(), 3);
+    assert_eq!(server.connections(), 3);
     assert_eq!(requests_total(&text, "virtual_groups", "error"), Some(2.0));
     assert_eq!(requests_total(&text, "virtual_groups", "200"), Some(1.0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_connection_is_retried_until_the_deadline() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let exporter = Exporter::start(
-        &format!("http://127.0.0.1:{port}"),
-        &[("SCRAPE_TIMEOUT", "1s")],
-    );
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(started.elapsed() < Duration::from_millis(1300));
-    assert_eq!(up(&text), Some(0.0));
-    // The first backoff is at most 400 ms: a second attempt always fits.
-    let attempts = requests_total(&text, "virtual_groups", "error").unwrap();
-    assert!((2.0..=4.0).contains(&attempts), "{attempts}");
-    let failures = refresh_failures(&exporter).await;
-    assert_eq!(failures.len(), 1);
-    assert!(
-        failures[0].starts_with("GET /virtual-groups failed: ")
-            && failures[0].contains("onnection refused"),
-        "{}",
-        failures[0]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statuses_400_401_403_404_are_not_retried() {
-    let cls = FakeCls::start(n_groups(5), "test-key").await;
-    for (g, code) in [(1, 400), (2, 401), (3, 403), (4, 404)] {
-        cls.set_override(
-            &format!("/virtual-groups/{g}/license-servers"),
-            Canned::status(code),
-        );
-    }
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    for g in 1..=4 {
-        assert_eq!(
-            cls.requests_ending_with(&format!("/virtual-groups/{g}/license-servers")),
-            1
-        );
-    }
-    for code in ["400", "401", "403", "404"] {
-        assert_eq!(
-            requests_total(&text, "license_servers", code),
-            Some(1.0),
-            "{code}"
-        );
-    }
-    assert_eq!(partial(&text, "license_servers"), Some(4.0));
-    assert_eq!(server_active(&text, 5, "s5"), Some(1.0), "group 5 is whole");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_api_key_is_explained_in_one_log_line() {
-    let cls = FakeCls::start(n_groups(1), "another-key").await;
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(cls.request_count(), 1, "a 401 is not retried");
-    assert_eq!(
-        log_lines(&exporter, "API key").await.len(),
-        1,
-        "{}",
-        exporter.stderr()
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 401: the API key was rejected; check NVIDIA_API_KEY and that it has \"Licensing State\" access"]
-    );
-
-    let cls = FakeCls::start(n_groups(1), "test-key").await;
-    cls.set_override("/virtual-groups", Canned::status(403));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    assert_eq!(up(&exporter.metrics().await), Some(0.0));
-    assert_eq!(cls.request_count(), 1, "a 403 is not retried");
-    assert_eq!(
-        log_lines(&exporter, "API key").await.len(),
-        1,
-        "{}",
-        exporter.stderr()
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 403: the API key lacks access; it needs the \"Licensing State\" access type for this org"]
-    );
-}
-
 // ====================================================== partial failures
-
-/// The data lines of an exposition (no refresh bookkeeping).
-fn data_lines(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|l| {
-            l.starts_with("nvidia_cls_license_")
-                || l.starts_with("nvidia_cls_entitlement_")
-                || l.starts_with("nvidia_cls_partial_")
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_group_listing_fails_the_refresh_and_keeps_the_previous_snapshot() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    let exporter = Exporter::start(&cls.base_url(), &[("CACHE_TTL", "200ms")]);
-    let first = exporter.metrics().await;
-    assert_eq!(up(&first), Some(1.0));
-    cls.set_override("/virtual-groups", Canned::status(500));
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let second = exporter.metrics().await;
-    assert_eq!(up(&second), Some(0.0));
-    assert_eq!(data_lines(&first), data_lines(&second));
-    assert_eq!(server_active(&second, 2, "s2"), Some(1.0));
-    assert_eq!(
-        value(
-            &second,
-            &format!(r#"nvidia_cls_refreshes_total{{{ORG},result="failure"}} "#)
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: HTTP 500"]
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_listing_failing_on_a_later_page_fails_the_refresh() {
     // Page 0 holds group 1 and promises a second page, which fails.
-    let raw = RawServer::start(|target, _| {
-        if target.contains("/virtual-groups?") && target.contains("page-number=1") {
-            Act::Json(500, "{}".into())
-        } else if target.contains("/virtual-groups?") {
+    let server = CannedServer::start(|request, _| {
+        let groups = request.path.ends_with("/virtual-groups");
+        if groups && request.query_param("page-number").as_deref() == Some("1") {
+            Canned::body(500, "{}")
+        } else if groups {
             let g = group(1, vec![], json!({}));
-            Act::Json(
+            Canned::json(
                 200,
-                json!({"virtualGroups": [g], "paginationInfo": {"pageNumber": 0, "pageSize": 1, "totalPages": 2}})
-                    .to_string(),
+                &json!({"virtualGroups": [g], "paginationInfo": {"pageNumber": 0, "pageSize": 1, "totalPages": 2}}),
             )
         } else {
-            Act::Json(200, r#"{"licenseServers":[]}"#.into())
+            Canned::body(200, r#"{"licenseServers":[]}"#)
         }
     })
     .await;
-    let exporter = Exporter::start(&raw.base_url(), &[("CLS_PAGE_SIZE", "1")]);
+    let exporter = Exporter::start(&server.base_url(), &[("CLS_PAGE_SIZE", "1")]);
     let text = exporter.metrics().await;
     assert_eq!(up(&text), Some(0.0));
     assert!(
@@ -1174,101 +499,6 @@ async fn a_group_listing_failing_on_a_later_page_fails_the_refresh() {
         refresh_failures(&exporter).await,
         ["GET /virtual-groups failed: HTTP 500"]
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_pool_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(
-        org(vec![group(
-            1,
-            vec![server("s1", "si-1", 2), server("s2", "si-1", 2)],
-            json!({ "si-1": [client("s1", "L1"), client("s2", "L2")] }),
-        )]),
-        "test-key",
-    )
-    .await;
-    cls.set_override("/license-servers/s2/license-pools", Canned::status(404));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    let pools = |id: &str| {
-        count_lines(
-            &text,
-            &format!(
-                "nvidia_cls_license_pool_feature_allotment_quantity{{{ORG},{},",
-                server_labels(1, id)
-            ),
-        )
-    };
-    assert_eq!((pools("s1"), pools("s2")), (2, 0));
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 2);
-    assert_eq!(server_active(&text, 1, "s2"), Some(1.0));
-    assert_eq!(partial(&text, "license_pools"), Some(1.0));
-    for endpoint in ["virtual_groups", "license_servers", "leases"] {
-        assert_eq!(partial(&text, endpoint), Some(0.0));
-    }
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(" WARN partial refresh, publishing without this part: GET /virtual-groups/1/license-servers/s2/license-pools failed: HTTP 404"), "{}", lines[0]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_lease_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(feature_active(&text, 1, "s1"), Some(1.0));
-    // s2's leases are unknown: no series claims it has none.
-    assert_eq!(server_active(&text, 2, "s2"), None, "{text}");
-    // The rest of s2 is there.
-    assert!(text.contains(&format!(
-        "nvidia_cls_license_server_feature_total_quantity{{{ORG},{},{VPC}}} 10\n",
-        server_labels(2, "s2")
-    )));
-    assert_eq!(partial(&text, "leases"), Some(1.0));
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(
-        "partial refresh, publishing without this part: GET /virtual-groups/2/leases/all failed: HTTP 500"
-    ), "{}", lines[0]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_server_listing_is_left_out_counted_and_logged() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/license-servers", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(up(&text), Some(1.0));
-    assert_eq!(
-        count_lines(&text, "nvidia_cls_entitlement_total_quantity{"),
-        2
-    );
-    assert_eq!(count_lines(&text, "nvidia_cls_license_server_info{"), 1);
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(partial(&text, "license_servers"), Some(1.0));
-    assert_eq!(cls.requests_ending_with("/virtual-groups/2/leases/all"), 0);
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains(
-        "partial refresh, publishing without this part: GET /virtual-groups/2/license-servers failed: HTTP 500"
-    ), "{}", lines[0]);
-}
-
-/// The per-feature lease series of a server whose leases are unknown should
-/// be absent too, but the metric table (src/metrics/families.rs) emits
-/// `active_leases` for every server feature row, so it shows 0 there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_lease_listing_leaves_no_per_feature_lease_series() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    cls.set_override("/virtual-groups/2/leases/all", Canned::status(500));
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    let text = exporter.metrics().await;
-    assert_eq!(feature_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(feature_active(&text, 2, "s2"), None, "{text}");
 }
 
 // ================================================================== leases
@@ -1297,6 +527,9 @@ async fn compressed_clients_count_exactly_like_plain_clients() {
     assert_eq!(partial(&b, "leases"), Some(0.0));
 }
 
+/// The cap on one response body (src/cls/client.rs MAX_BODY_BYTES).
+const BODY_CAP: usize = 64 << 20;
+
 /// base64 of a gzip stream whose JSON inflates to `{"clients":[` followed
 /// by `mib` MiB of spaces: one small member repeated (gzip members concatenate).
 fn gzip_bomb(mib: usize) -> String {
@@ -1311,7 +544,7 @@ fn gzip_bomb(mib: usize) -> String {
     for _ in 0..mib {
         stream.extend_from_slice(&spaces);
     }
-    support::fake_cls::base64(&stream)
+    base64::engine::general_purpose::STANDARD.encode(&stream)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1408,7 +641,7 @@ async fn compressed_clients_replace_clients_sent_alongside() {
         .unwrap();
     let both = json!({
         "clients": clients,
-        "compressedClients": support::fake_cls::base64(&gz.finish().unwrap()),
+        "compressedClients": base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap()),
     });
     let cls = FakeCls::start(n_groups(1), "test-key").await;
     cls.set_override(
@@ -1594,167 +827,5 @@ async fn connections_are_kept_alive_and_reused() {
         cls.connections(),
         connections,
         "the next refresh reuses the pooled connections"
-    );
-}
-
-// ================================================ body limits and timeouts
-
-/// Runs one refresh against `raw` with SCRAPE_TIMEOUT `timeout`: returns
-/// (exposition, wall time of the scrape, the exporter).
-async fn refresh_against(raw: &RawServer, timeout: &str) -> (String, Duration, Exporter) {
-    let exporter = Exporter::start(&raw.base_url(), &[("SCRAPE_TIMEOUT", timeout)]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    (text, started.elapsed(), exporter)
-}
-
-/// The cap on one response body (src/cls/client.rs MAX_BODY_BYTES).
-const BODY_CAP: usize = 64 << 20;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_body_is_cut_at_the_cap_with_bounded_memory() {
-    let raw = RawServer::start(|_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4294967296\r\n\r\n{\"virtualGroups\":[".to_vec(),
-        chunk: vec![b' '; 64 << 10],
-        pause: Duration::ZERO,
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "10s").await;
-    let rss = peak_rss(exporter.pid());
-    eprintln!(
-        "huge: {elapsed:?}, peak RSS {} MiB, {} MiB written",
-        rss >> 20,
-        raw.written.load(Ordering::SeqCst) >> 20
-    );
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(raw.request_count(), 1, "too large is not retried");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        [format!(
-            "GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
-        )]
-    );
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert!(
-        rss < (BODY_CAP + (32 << 20)) as u64,
-        "peak RSS {} MiB",
-        rss >> 20
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endless_chunked_body_is_cut_at_the_cap_with_bounded_memory() {
-    let mut chunk = format!("{:x}\r\n", 64 << 10).into_bytes();
-    chunk.extend(vec![b' '; 64 << 10]);
-    chunk.extend(b"\r\n");
-    let raw = RawServer::start(move |_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n12\r\n{\"virtualGroups\":[\r\n".to_vec(),
-        chunk: chunk.clone(),
-        pause: Duration::ZERO,
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "10s").await;
-    let rss = peak_rss(exporter.pid());
-    eprintln!("endless: {elapsed:?}, peak RSS {} MiB", rss >> 20);
-    assert_eq!(up(&text), Some(0.0));
-    assert_eq!(raw.request_count(), 1);
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        [format!(
-            "GET /virtual-groups failed: response body larger than {BODY_CAP} bytes"
-        )]
-    );
-    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert!(
-        rss < (BODY_CAP + (32 << 20)) as u64,
-        "peak RSS {} MiB",
-        rss >> 20
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_that_trickles_forever_ends_at_the_deadline() {
-    let raw = RawServer::start(|_, _| Act::Endless {
-        head: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n12\r\n{\"virtualGroups\":[\r\n".to_vec(),
-        chunk: b"1\r\n \r\n".to_vec(),
-        pause: Duration::from_millis(20),
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: timed out"]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_connection_ends_at_the_deadline() {
-    let raw = RawServer::start(|_, _| {
-        Act::WriteThenStall(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"virtual"
-                .to_vec(),
-        )
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    assert_eq!(
-        refresh_failures(&exporter).await,
-        ["GET /virtual-groups failed: timed out"]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_truncated_body_ends_the_request_with_a_clear_error() {
-    // Promises 1000 bytes, sends 10, closes.
-    let raw = RawServer::start(|_, _| {
-        Act::WriteThenClose(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"virtualG"
-                .to_vec(),
-        )
-    })
-    .await;
-    let (text, elapsed, exporter) = refresh_against(&raw, "1s").await;
-    assert_eq!(up(&text), Some(0.0));
-    assert!(elapsed < Duration::from_millis(1300), "{elapsed:?}");
-    let attempts = requests_total(&text, "virtual_groups", "200").unwrap();
-    assert!(
-        (2.0..=4.0).contains(&attempts),
-        "a transport error is retried: {attempts}"
-    );
-    let failures = refresh_failures(&exporter).await;
-    assert_eq!(failures.len(), 1);
-    assert!(
-        failures[0].starts_with("GET /virtual-groups failed: reading the body: ")
-            && failures[0].contains("end of file before message length reached"),
-        "{}",
-        failures[0]
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_sub_resource_does_not_cost_the_rest_of_the_refresh() {
-    let cls = FakeCls::start(n_groups(2), "test-key").await;
-    let listing = json!({ "licenseServers": [server("s2", "si-2", 1)] }).to_string();
-    cls.set_override(
-        "/virtual-groups/2/license-servers",
-        Canned::body(200, listing).with_delay(Duration::from_secs(30)),
-    );
-    let exporter = Exporter::start(&cls.base_url(), &[("SCRAPE_TIMEOUT", "1s")]);
-    let started = Instant::now();
-    let text = exporter.metrics().await;
-    assert!(started.elapsed() < Duration::from_millis(1300));
-    assert_eq!(up(&text), Some(1.0), "{}", exporter.stderr());
-    assert_eq!(server_active(&text, 1, "s1"), Some(1.0));
-    assert_eq!(partial(&text, "license_servers"), Some(1.0));
-    let lines = log_lines(&exporter, "partial refresh").await;
-    assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(
-        lines[0].contains("GET /virtual-groups/2/license-servers failed: timed out"),
-        "{}",
-        lines[0]
     );
 }

@@ -10,6 +10,8 @@
 //! `/leases` alone (`/leases/all` answers 404); `--leases-all-only` one
 //! where `/leases` answers 404.
 
+#[path = "support/canned.rs"]
+mod canned;
 #[path = "support/fake_cls.rs"]
 mod fake_cls;
 

@@ -5,71 +5,13 @@ mod support;
 
 use support::fake_cls::fixture;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use std::path::PathBuf;
-use std::sync::Arc;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use std::time::{Duration, Instant};
 use support::exporter::{http, http_on, run_to_end, Exporter, Response};
 use support::fake_cls::FakeCls;
-
-fn dir(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("web-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca() -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let key = KeyPair::generate().unwrap();
-    Ca {
-        cert: params.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// A leaf signed by `ca`: (cert PEM, key PEM, cert DER, key DER).
-fn leaf(ca: &Ca, names: &[&str]) -> (String, String, Vec<u8>, Vec<u8>) {
-    let params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    (
-        cert.pem(),
-        key.serialize_pem(),
-        cert.der().to_vec(),
-        key.serialize_der(),
-    )
-}
-
-/// A TLS client trusting `ca`, optionally presenting a client certificate.
-fn connector(ca: &Ca, client: Option<(Vec<u8>, Vec<u8>)>) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.der().clone()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![rustls::pki_types::CertificateDer::from(cert)],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
-            )
-            .unwrap(),
-    };
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
+use support::pki::Pki;
+use support::scratch::{scratch_dir, write_file};
 
 async fn https_get(
     exporter: &Exporter,
@@ -83,26 +25,21 @@ async fn https_get(
     Ok(http_on(tls, &exporter.addr.to_string(), "GET", path, headers).await)
 }
 
+/// GET `path` with basic auth as `user`.
+async fn get_as(exporter: &Exporter, path: &str, user: &str, password: &str) -> Response {
+    let credentials = basic(user, password);
+    http(
+        exporter.addr,
+        "GET",
+        path,
+        &[("Authorization", &credentials)],
+    )
+    .await
+}
+
 fn basic(user: &str, password: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let raw = format!("{user}:{password}").into_bytes();
-    let mut out = String::from("Basic ");
-    for chunk in raw.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
+    let pair = format!("{user}:{password}");
+    format!("Basic {}", STANDARD.encode(pair))
 }
 
 const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
@@ -110,13 +47,13 @@ const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
 #[tokio::test]
 async fn basic_auth_guards_metrics_and_the_status_page() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let dir = dir("auth");
+    let dir = scratch_dir("web-auth");
     let hash = bcrypt::hash("s3cret pass", 6).unwrap();
-    std::fs::write(
-        dir.join("web.yml"),
-        format!("basic_auth_users:\n  alice: '{hash}'\n"),
-    )
-    .unwrap();
+    write_file(
+        &dir,
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    );
     let web = dir.join("web.yml");
     let exporter = Exporter::start(
         &cls.base_url(),
@@ -131,38 +68,14 @@ async fn basic_auth_guards_metrics_and_the_status_page() {
             none.header("www-authenticate"),
             Some("Basic realm=\"nvidia-license-server-exporter\"")
         );
-        let wrong = http(
-            exporter.addr,
-            "GET",
-            path,
-            &[("Authorization", &basic("alice", "nope"))],
-        )
-        .await;
+        let wrong = get_as(&exporter, path, "alice", "nope").await;
         assert_eq!(wrong.status, 401, "{path} with a wrong password");
-        let stranger = http(
-            exporter.addr,
-            "GET",
-            path,
-            &[("Authorization", &basic("mallory", "s3cret pass"))],
-        )
-        .await;
+        let stranger = get_as(&exporter, path, "mallory", "s3cret pass").await;
         assert_eq!(stranger.status, 401, "{path} with an unknown user");
-        let good = http(
-            exporter.addr,
-            "GET",
-            path,
-            &[("Authorization", &basic("alice", "s3cret pass"))],
-        )
-        .await;
+        let good = get_as(&exporter, path, "alice", "s3cret pass").await;
         assert_eq!(good.status, 200, "{path} with the right password");
     }
-    let metrics = http(
-        exporter.addr,
-        "GET",
-        "/metrics",
-        &[("Authorization", &basic("alice", "s3cret pass"))],
-    )
-    .await;
+    let metrics = get_as(&exporter, "/metrics", "alice", "s3cret pass").await;
     assert!(metrics.text().contains(UP));
     assert_eq!(
         http(exporter.addr, "GET", "/healthz", &[]).await.status,
@@ -188,13 +101,13 @@ async fn basic_auth_guards_metrics_and_the_status_page() {
 #[tokio::test]
 async fn wrong_password_no_password_and_unknown_user_take_the_same_time() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let dir = dir("timing");
+    let dir = scratch_dir("web-timing");
     let hash = bcrypt::hash("right", 8).unwrap();
-    std::fs::write(
-        dir.join("web.yml"),
-        format!("basic_auth_users:\n  alice: '{hash}'\n"),
-    )
-    .unwrap();
+    write_file(
+        &dir,
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    );
     let exporter = Exporter::start(
         &cls.base_url(),
         &[("WEB_CONFIG_FILE", dir.join("web.yml").to_str().unwrap())],
@@ -208,33 +121,15 @@ async fn wrong_password_no_password_and_unknown_user_take_the_same_time() {
     let mut empty = Vec::new();
     for i in 0..9 {
         let t = Instant::now();
-        let r = http(
-            exporter.addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", &basic("alice", ""))],
-        )
-        .await;
+        let r = get_as(&exporter, "/metrics", "alice", "").await;
         empty.push(t.elapsed());
         assert_eq!(r.status, 401);
         let t = Instant::now();
-        let r = http(
-            exporter.addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", &basic("alice", &format!("bad{i}")))],
-        )
-        .await;
+        let r = get_as(&exporter, "/metrics", "alice", &format!("bad{i}")).await;
         wrong.push(t.elapsed());
         assert_eq!(r.status, 401);
         let t = Instant::now();
-        let r = http(
-            exporter.addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", &basic(&format!("user{i}"), "bad"))],
-        )
-        .await;
+        let r = get_as(&exporter, "/metrics", &format!("user{i}"), "bad").await;
         unknown.push(t.elapsed());
         assert_eq!(r.status, 401);
     }
@@ -257,32 +152,24 @@ async fn wrong_password_no_password_and_unknown_user_take_the_same_time() {
 #[tokio::test]
 async fn tls_and_mutual_tls_work_with_real_tls_clients() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let server_ca = ca();
-    let client_ca = ca();
-    let (cert_pem, key_pem, _, _) = leaf(&server_ca, &["127.0.0.1", "localhost"]);
-    let (_, _, client_cert, client_key) = leaf(&client_ca, &["prometheus"]);
-    let (_, _, rogue_cert, rogue_key) = leaf(&ca(), &["rogue"]);
-    let dir = dir("tls");
-    std::fs::write(dir.join("server.pem"), cert_pem).unwrap();
-    std::fs::write(dir.join("server-key.pem"), key_pem).unwrap();
-    std::fs::write(dir.join("clients.pem"), client_ca.cert.pem()).unwrap();
+    let (server, clients, rogue) = (Pki::new(), Pki::new(), Pki::new());
+    let dir = scratch_dir("web-tls");
+    write_file(&dir, "server.pem", &server.server.cert_pem);
+    write_file(&dir, "server-key.pem", &server.server.key_pem);
+    write_file(&dir, "clients.pem", &clients.ca_pem);
     // Relative paths: relative to the web config file's directory.
-    std::fs::write(
-        dir.join("tls.yml"),
+    write_file(
+        &dir,
+        "tls.yml",
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("mtls.yml"),
-        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n",
-    )
-    .unwrap();
+    );
+    write_file(&dir, "mtls.yml", "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n");
 
     let tls = Exporter::start(
         &cls.base_url(),
         &[("WEB_CONFIG_FILE", dir.join("tls.yml").to_str().unwrap())],
     );
-    let r = https_get(&tls, &connector(&server_ca, None), "/metrics", &[])
+    let r = https_get(&tls, &server.connector(None), "/metrics", &[])
         .await
         .unwrap();
     assert_eq!(r.status, 200);
@@ -317,7 +204,7 @@ async fn tls_and_mutual_tls_work_with_real_tls_clients() {
     );
     let with_cert = https_get(
         &mtls,
-        &connector(&server_ca, Some((client_cert, client_key))),
+        &server.connector(Some(&clients.client)),
         "/metrics",
         &[],
     )
@@ -326,9 +213,9 @@ async fn tls_and_mutual_tls_work_with_real_tls_clients() {
     assert_eq!(with_cert.status, 200);
     for (what, client) in [
         ("no client certificate", None),
-        ("a certificate of another CA", Some((rogue_cert, rogue_key))),
+        ("a certificate of another CA", Some(&rogue.client)),
     ] {
-        let result = https_get(&mtls, &connector(&server_ca, client), "/metrics", &[]).await;
+        let result = https_get(&mtls, &server.connector(client), "/metrics", &[]).await;
         let refused = match result {
             Err(_) => true,
             Ok(r) => r.status == 0 || r.body.is_empty(),
@@ -339,7 +226,7 @@ async fn tls_and_mutual_tls_work_with_real_tls_clients() {
 
 #[test]
 fn a_bad_web_config_stops_the_start_naming_the_key() {
-    let dir = dir("bad");
+    let dir = scratch_dir("web-bad");
     let base = [
         ("NVIDIA_API_KEY", "k"),
         ("NVIDIA_ORG_NAME", "o"),

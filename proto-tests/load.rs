@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::canned::Canned;
 use support::exporter::{http, Exporter};
-use support::fake_cls::{Canned, FakeCls};
+use support::fake_cls::FakeCls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -6,41 +6,17 @@ mod support;
 
 use support::fake_cls::fixture;
 
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::exporter::{http, tool, Exporter};
+use support::exporter::{http, Exporter};
 use support::fake_cls::FakeCls;
+use support::scratch::{free_addr, scratch_dir};
+use support::tools::{output_text, run_bounded, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 struct KillOnDrop(Child);
 
@@ -53,7 +29,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
-    let Some(promtool) = tool("promtool") else {
+    let Some(promtool) = tool("promtool", "apt-get install prometheus") else {
         return;
     };
     let dir = format!("{ROOT}/deploy/prometheus");
@@ -61,16 +37,15 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         ["check", "rules", "alerts.yml"],
         ["test", "rules", "alerts_test.yml"],
     ] {
-        let out = Command::new(&promtool)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
+        let out = run_bounded(
+            Command::new(&promtool).args(args).current_dir(&dir),
+            None,
+            Duration::from_secs(60),
+        );
         assert!(
             out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "promtool {args:?}: {}",
+            output_text(&out)
         );
     }
 }
@@ -79,7 +54,10 @@ async fn prom_query(prometheus: SocketAddr, query: &str) -> Vec<Value> {
     let r = http(
         prometheus,
         "GET",
-        &format!("/api/v1/query?query={}", percent_encode(query)),
+        &format!(
+            "/api/v1/query?query={}",
+            utf8_percent_encode(query, NON_ALPHANUMERIC)
+        ),
         &[],
     )
     .await;
@@ -101,7 +79,7 @@ async fn prom_query(prometheus: SocketAddr, query: &str) -> Vec<Value> {
 /// fixture produces arrives with the fake's values, label escaping intact.
 #[tokio::test]
 async fn real_prometheus_scrapes_every_family_intact() {
-    let Some(prometheus_bin) = tool("prometheus") else {
+    let Some(prometheus_bin) = tool("prometheus", "apt-get install prometheus") else {
         return;
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
@@ -113,7 +91,7 @@ async fn real_prometheus_scrapes_every_family_intact() {
         exporter.addr
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
+    let port = free_addr().port();
     let _prometheus = KillOnDrop(
         Command::new(prometheus_bin)
             .arg(format!(
@@ -269,7 +247,7 @@ async fn real_prometheus_scrapes_every_family_intact() {
 /// expiry dates, with hostile text escaped; a screenshot is taken.
 #[tokio::test]
 async fn status_page_renders_in_headless_chromium() {
-    let Some(chromium) = tool("chromium") else {
+    let Some(chromium) = tool("chromium", "apt-get install chromium") else {
         return;
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
@@ -286,24 +264,25 @@ async fn status_page_renders_in_headless_chromium() {
     let dir = scratch_dir("chromium");
     let url = format!("http://{}/", exporter.addr);
     let run = |extra: &[String]| {
-        let out = Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .args(extra)
-            .arg(&url)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run chromium");
+        let out = run_bounded(
+            Command::new(&chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                ])
+                .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+                .args(extra)
+                .arg(&url),
+            None,
+            Duration::from_secs(120),
+        );
         assert!(
             out.status.success(),
             "chromium: {}",

@@ -21,15 +21,17 @@ use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
 };
 use prost::Message;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{log_lines, value, Exporter};
+use support::exposition::{check, Flavor};
 use support::fake_cls::FakeCls;
+use support::pki::Pki;
+use support::scratch::{free_addr, scratch_dir, write_file};
+use support::series::up;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
@@ -234,17 +236,21 @@ async fn grpc_collector_on(
     addr
 }
 
-async fn grpc_collector(collector: &Collector) -> SocketAddr {
-    grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await
+/// A plain gRPC receiver on any port: its endpoint URL.
+async fn grpc_collector(collector: &Collector) -> String {
+    let addr = grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await;
+    format!("http://{addr}")
 }
 
-/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls).
-async fn http_collector(collector: &Collector, tls: Option<rustls::ServerConfig>) -> SocketAddr {
+/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls): its
+/// endpoint URL.
+async fn http_collector(collector: &Collector, tls: Option<Arc<rustls::ServerConfig>>) -> String {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let collector = collector.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -311,7 +317,7 @@ async fn http_collector(collector: &Collector, tls: Option<rustls::ServerConfig>
             });
         }
     });
-    addr
+    format!("{scheme}://{addr}")
 }
 
 // ---------------------------------------------------------------------------
@@ -327,66 +333,24 @@ struct Exposition {
     samples: BTreeMap<Series, f64>,
 }
 
-/// A strict reader of the text format 0.0.4 as this exporter writes it.
+/// The exposition as maps (HELP and TYPE by family, values by series),
+/// read by the strict checker.
 fn parse_exposition(text: &str) -> Exposition {
+    let checked = check(text, Flavor::Text004).expect("a strict exposition");
     let mut out = Exposition::default();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap();
-            let help = help.replace("\\n", "\n").replace("\\\\", "\\");
-            out.help.insert(name.to_owned(), help);
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            out.kind.insert(name.to_owned(), kind.to_owned());
-        } else if !line.is_empty() {
-            let (series, value) = parse_sample(line);
-            out.samples.insert(series, value);
+    for family in checked.families {
+        if let Some(help) = family.help {
+            out.help.insert(family.name.clone(), help);
         }
+        if let Some(kind) = family.kind {
+            out.kind.insert(family.name, kind);
+        }
+    }
+    for sample in checked.samples {
+        out.samples
+            .insert((sample.name, sample.labels), sample.value);
     }
     out
-}
-
-fn parse_sample(line: &str) -> (Series, f64) {
-    let name_end = line.find(['{', ' ']).unwrap();
-    let name = line[..name_end].to_owned();
-    let mut labels = Vec::new();
-    let mut rest = &line[name_end..];
-    if let Some(body) = rest.strip_prefix('{') {
-        let mut chars = body.char_indices();
-        loop {
-            let (start, c) = chars.next().unwrap();
-            if c == '}' {
-                rest = &body[start + 1..];
-                break;
-            }
-            if c == ',' {
-                continue;
-            }
-            let eq = body[start..].find('=').unwrap() + start;
-            let key = body[start..eq].to_owned();
-            while chars.next().unwrap().0 < eq + 1 {}
-            let mut value = String::new();
-            loop {
-                let (_, c) = chars.next().unwrap();
-                match c {
-                    '"' => break,
-                    '\\' => match chars.next().unwrap().1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    c => value.push(c),
-                }
-            }
-            labels.push((key, value));
-        }
-    }
-    let value = match rest.trim() {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().unwrap(),
-    };
-    ((name, labels), value)
 }
 
 fn string_attrs(attributes: &[KeyValue]) -> Vec<(String, String)> {
@@ -461,11 +425,6 @@ fn org_value(text: &str, name: &str, labels: &str) -> Option<f64> {
     value(text, &prefix)
 }
 
-fn reserve_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
-
 async fn eventually_metric(
     exporter: &Exporter,
     name: &str,
@@ -483,6 +442,36 @@ async fn eventually_metric(
     }
 }
 
+/// The exporter on `cls`, pushing over OTLP to `endpoint` every `interval`
+/// ms (`ONCE`: the push at start only), with `extra` settings.
+fn pushing(cls: &FakeCls, endpoint: &str, interval: &str, extra: &[(&str, &str)]) -> Exporter {
+    let mut env = vec![
+        ("OTEL_ENABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_METRIC_EXPORT_INTERVAL", interval),
+    ];
+    env.extend_from_slice(extra);
+    Exporter::start(&cls.base_url(), &env)
+}
+
+/// An export interval of an hour: the push at start, and no second one
+/// within a test.
+const ONCE: &str = "3600000";
+
+/// The exposition once `nvidia_cls_otlp_pushes_total{result}` is `want`
+/// (or `limit` has passed).
+async fn pushes(exporter: &Exporter, result: &str, want: f64, limit: Duration) -> String {
+    let labels = format!("result=\"{result}\"");
+    eventually_metric(
+        exporter,
+        "nvidia_cls_otlp_pushes_total",
+        &labels,
+        |v| v == want,
+        limit,
+    )
+    .await
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 
@@ -493,14 +482,12 @@ async fn eventually_metric(
 async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_SERVICE_INSTANCE_ID", "test-instance"),
             (
                 "OTEL_RESOURCE_ATTRIBUTES",
@@ -510,14 +497,7 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
     // Scraped once the exporter has counted the push's answer.
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "success", 1.0, Duration::from_secs(5)).await;
     let got = collector.received();
     assert_eq!(got.len(), 1, "one push per interval");
     let request = &got[0].request;
@@ -651,17 +631,8 @@ async fn pushed_request_equals_the_exposition_of_the_same_snapshot() {
 async fn pull_and_push_together_make_one_refresh_per_ttl() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("CACHE_TTL", "2s"),
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "250"),
-        ],
-    );
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(&cls, &endpoint, "250", &[("CACHE_TTL", "2s")]);
     let started = Instant::now();
     let mut scrapes = 0;
     while started.elapsed() < Duration::from_millis(5000) {
@@ -694,26 +665,15 @@ async fn pull_and_push_together_make_one_refresh_per_ttl() {
 async fn unavailable_is_retried_until_the_export_timeout() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::new(vec![], Answer::Grpc(Code::Unavailable, None));
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-        ],
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")],
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     // Nothing more once the batch is given up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = collector.received();
@@ -745,25 +705,10 @@ async fn unavailable_is_retried_until_the_export_timeout() {
 async fn invalid_argument_is_not_retried() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::new(vec![], Answer::Grpc(Code::InvalidArgument, None));
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(collector.count(), 1, "no retry");
     assert_eq!(
@@ -783,27 +728,12 @@ async fn resource_exhausted_is_retried_after_the_collectors_delay() {
         )],
         Answer::Accept,
     );
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(2, Duration::from_secs(10)).await);
     let got = collector.received();
     assert!(got[1].at - got[0].at >= Duration::from_millis(1150));
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "success", 1.0, Duration::from_secs(5)).await;
     let last = org_value(&text, "nvidia_cls_otlp_last_success_timestamp_seconds", "").unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -819,25 +749,10 @@ async fn partial_success_is_logged_and_not_retried() {
         vec![Answer::Partial(3, "3 points had a bad unit")],
         Answer::Accept,
     );
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(&cls, &endpoint, ONCE, &[]);
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"partial\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    let text = pushes(&exporter, "partial", 1.0, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(collector.count(), 1, "a partial success is not retried");
     assert_eq!(
@@ -857,14 +772,12 @@ async fn partial_success_is_logged_and_not_retried() {
 async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let endpoint = grpc_collector(&collector).await;
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "Authorization=Bearer%20sekrit-token,x-scope-orgid=acme",
@@ -889,16 +802,13 @@ async fn headers_arrive_as_metadata_gzip_is_used_and_nothing_secret_is_logged() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_down_at_start_then_up_receives_data() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let addr = reserve_port();
+    let addr = free_addr();
     let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "400"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        "400",
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "300")],
     );
     // Down: pushes fail, /metrics is served as usual.
     let text = eventually_metric(
@@ -909,7 +819,7 @@ async fn collector_down_at_start_then_up_receives_data() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(org_value(&text, "nvidia_cls_up", ""), Some(1.0));
+    assert_eq!(up(&text), Some(1.0));
     let collector = Collector::accepting();
     grpc_collector_on(&collector, addr, None).await;
     assert!(
@@ -928,24 +838,9 @@ async fn collector_down_at_start_then_up_receives_data() {
 async fn sigterm_makes_a_last_push_and_exits_promptly() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = grpc_collector(&collector).await;
-    let endpoint = format!("http://{addr}");
-    let mut exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-        ],
-    );
-    eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"success\"",
-        |v| v == 1.0,
-        Duration::from_secs(10),
-    )
-    .await;
+    let endpoint = grpc_collector(&collector).await;
+    let mut exporter = pushing(&cls, &endpoint, ONCE, &[]);
+    pushes(&exporter, "success", 1.0, Duration::from_secs(10)).await;
     let started = Instant::now();
     assert!(exporter.signal_and_wait("TERM").success());
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -980,21 +875,11 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
         }
     });
     let endpoint = format!("http://{addr}");
-    let mut exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
-        ],
-    );
+    let mut exporter = pushing(&cls, &endpoint, "200", &[]);
     // /metrics stays fast while pushes hang.
     for _ in 0..5 {
         let started = Instant::now();
-        assert_eq!(
-            org_value(&exporter.metrics().await, "nvidia_cls_up", ""),
-            Some(1.0)
-        );
+        assert_eq!(up(&exporter.metrics().await), Some(1.0));
         assert!(started.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1010,96 +895,42 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
 
 // --- TLS --------------------------------------------------------------------
 
-struct Pki {
-    ca_pem: String,
-    server_cert_pem: String,
-    server_key_pem: String,
-    client_cert_pem: String,
-    client_key_pem: String,
-}
-
-/// A CA made for this run, a server certificate for 127.0.0.1 and a client
-/// certificate, both signed by it.
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["exporter".to_owned()])
-        .unwrap()
-        .signed_by(&client_key, &ca, &ca_key)
-        .unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-        client_cert_pem: client.pem(),
-        client_key_pem: client_key.serialize_pem(),
-    }
-}
-
-fn temp_file(test: &str, name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nlse-otlp-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca_file() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
+    let pki = Pki::new();
     let collector = Collector::accepting();
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
+        &pki.server.cert_pem,
+        &pki.server.key_pem,
     ));
     let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
-    let ca = temp_file("tls", "ca.pem", &pki.ca_pem);
+    let dir = scratch_dir("otlp-tls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
     let endpoint = format!("https://{addr}");
-    let _exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
-        ],
+    let _exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())],
     );
     assert!(collector.wait_for(1, Duration::from_secs(10)).await);
 
     // Without the CA file the collector's certificate is not trusted.
     let untrusting = Collector::accepting();
     let tls = ServerTlsConfig::new().identity(Identity::from_pem(
-        &pki.server_cert_pem,
-        &pki.server_key_pem,
+        &pki.server.cert_pem,
+        &pki.server.key_pem,
     ));
     let addr = grpc_collector_on(&untrusting, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
     let endpoint = format!("https://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
-        ],
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")],
     );
-    eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
     assert_eq!(untrusting.count(), 0);
     assert!(
         exporter.stderr().to_lowercase().contains("certificate"),
@@ -1111,37 +942,31 @@ async fn tls_with_a_private_ca_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_with_a_client_certificate() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
+    let pki = Pki::new();
     let collector = Collector::accepting();
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(
-            &pki.server_cert_pem,
-            &pki.server_key_pem,
+            &pki.server.cert_pem,
+            &pki.server.key_pem,
         ))
         .client_ca_root(Certificate::from_pem(&pki.ca_pem));
     let addr = grpc_collector_on(&collector, "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
-    let ca = temp_file("mtls", "ca.pem", &pki.ca_pem);
-    let cert = temp_file("mtls", "client.pem", &pki.client_cert_pem);
-    let key = temp_file("mtls", "client-key.pem", &pki.client_key_pem);
+    let dir = scratch_dir("otlp-mtls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
+    let cert = write_file(&dir, "client.pem", &pki.client.cert_pem);
+    let key = write_file(&dir, "client-key.pem", &pki.client.key_pem);
     let endpoint = format!("https://{addr}");
     let base = [
         ("OTEL_ENABLED", "true"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", ONCE),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
     ];
 
     // No client certificate: the collector refuses the handshake.
     let anonymous = Exporter::start(&cls.base_url(), &base);
-    eventually_metric(
-        &anonymous,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    pushes(&anonymous, "failure", 1.0, Duration::from_secs(5)).await;
     assert_eq!(collector.count(), 0);
     drop(anonymous);
 
@@ -1194,15 +1019,13 @@ async fn unreadable_tls_files_and_bad_headers_stop_the_start_with_exit_2() {
 async fn http_protobuf_push_with_gzip_and_headers() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::accepting();
-    let addr = http_collector(&collector, None).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
+    let endpoint = http_collector(&collector, None).await;
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
@@ -1245,27 +1068,16 @@ async fn http_retries_503_but_not_400() {
         ],
         Answer::Accept,
     );
-    let addr = http_collector(&collector, None).await;
-    let endpoint = format!("http://{addr}");
-    let exporter = Exporter::start(
-        &cls.base_url(),
-        &[
-            ("OTEL_ENABLED", "true"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3000"),
-        ],
+    let endpoint = http_collector(&collector, None).await;
+    let exporter = pushing(
+        &cls,
+        &endpoint,
+        "3000",
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
     // Batch 1: 503, 503, accepted. Batch 2 (3 s later): 400, not retried.
     assert!(collector.wait_for(4, Duration::from_secs(10)).await);
-    let text = eventually_metric(
-        &exporter,
-        "nvidia_cls_otlp_pushes_total",
-        "result=\"failure\"",
-        |v| v == 1.0,
-        Duration::from_secs(3),
-    )
-    .await;
+    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(3)).await;
     assert_eq!(
         org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
         Some(1.0)
@@ -1277,42 +1089,20 @@ async fn http_retries_503_but_not_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_over_mtls() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let pki = pki();
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+    let pki = Pki::new();
+    let config = pki.mtls_server_config(&pki);
     let collector = Collector::accepting();
-    let addr = http_collector(&collector, Some(config)).await;
-    let ca = temp_file("http-mtls", "ca.pem", &pki.ca_pem);
-    let cert = temp_file("http-mtls", "client.pem", &pki.client_cert_pem);
-    let key = temp_file("http-mtls", "client-key.pem", &pki.client_key_pem);
-    let endpoint = format!("https://{addr}");
-    let _exporter = Exporter::start(
-        &cls.base_url(),
+    let endpoint = http_collector(&collector, Some(config)).await;
+    let dir = scratch_dir("otlp-http-mtls");
+    let ca = write_file(&dir, "ca.pem", &pki.ca_pem);
+    let cert = write_file(&dir, "client.pem", &pki.client.cert_pem);
+    let key = write_file(&dir, "client-key.pem", &pki.client.key_pem);
+    let _exporter = pushing(
+        &cls,
+        &endpoint,
+        ONCE,
         &[
-            ("OTEL_ENABLED", "true"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
             (
                 "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",

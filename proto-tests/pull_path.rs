@@ -6,8 +6,10 @@ mod support;
 use support::fake_cls::fixture;
 
 use std::time::Duration;
+use support::canned::Canned;
 use support::exporter::{http, log_lines, run_to_end, stable, value, Exporter};
-use support::fake_cls::{Canned, FakeCls};
+use support::fake_cls::FakeCls;
+use support::series::data;
 
 async fn fake() -> FakeCls {
     FakeCls::start(fixture(), "test-key").await
@@ -431,14 +433,6 @@ async fn stale_snapshot_is_served_with_up_zero_when_a_refresh_fails() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = exporter.metrics().await;
     assert!(second.contains("nvidia_cls_up{org_name=\"lic-demo\"} 0\n"));
-    let data = |t: &str| {
-        t.lines()
-            .filter(|l| {
-                l.starts_with("nvidia_cls_license_") || l.starts_with("nvidia_cls_entitlement_")
-            })
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
     assert!(!data(&first).is_empty());
     assert_eq!(data(&first), data(&second));
     let ts = "nvidia_cls_scrape_timestamp_seconds{org_name=\"lic-demo\"} ";
@@ -646,7 +640,7 @@ async fn promtool_check_metrics_is_clean() {
     let cls = fake().await;
     let exporter = Exporter::start(&cls.base_url(), &[]);
     let text = exporter.metrics().await;
-    if let Some(verdict) = support::exporter::promtool(&text) {
+    if let Some(verdict) = support::tools::promtool(&text) {
         verdict.expect("promtool check metrics: no error, no lint warning");
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{http, run_to_end, Exporter};
 use support::fake_cls::FakeCls;
+use support::scratch::free_addr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -168,10 +169,7 @@ async fn neither_the_api_key_nor_an_otlp_header_appears_in_any_output() {
     // 2. The key is rejected (401) and the collector is unreachable: the
     //    error paths log what failed, never the values.
     cls.set_api_key("some-other-key");
-    let unreachable = {
-        let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", spare.local_addr().unwrap())
-    };
+    let unreachable = format!("http://{}", free_addr());
     let settings = otlp_settings(&unreachable);
     let env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut exporter = Exporter::start(&cls.base_url(), &env);

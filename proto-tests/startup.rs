@@ -5,34 +5,17 @@
 
 mod support;
 
-use std::path::PathBuf;
-use support::exporter::run_to_end;
+use support::exporter::{run_to_end, test_env};
+use support::pki::Pki;
+use support::scratch::{scratch_dir, write_file};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("startup-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The settings of a run that would serve, CLS never asked (the run ends
-/// before any refresh).
-fn base<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![
-        ("NVIDIA_API_KEY", "test-key"),
-        ("NVIDIA_ORG_NAME", "lic-demo"),
-        ("NVIDIA_API_BASE_URL", "http://127.0.0.1:9"),
-        ("LISTEN_ADDRESS", "127.0.0.1:0"),
-    ];
-    for (k, v) in extra {
-        env.retain(|(name, _)| name != k);
-        env.push((k, v));
-    }
-    env
-}
-
-/// Runs to the end; returns the exit code and stderr's lines.
-fn run(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
-    let (status, _, stderr) = run_to_end(env, &[]);
+/// Runs with the settings of a run that would serve, CLS never asked (the
+/// run ends before any refresh), and `extra`, to the end; returns the exit
+/// code and stderr's lines.
+fn run(extra: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
+    let env = test_env("http://127.0.0.1:9", extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, _, stderr) = run_to_end(&env, &[]);
     (status.code(), stderr.lines().map(str::to_owned).collect())
 }
 
@@ -40,7 +23,7 @@ fn run(env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
 fn a_taken_port_is_exit_1_reported_once() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let (code, lines) = run(&base(&[("LISTEN_ADDRESS", &addr)]));
+    let (code, lines) = run(&[("LISTEN_ADDRESS", &addr)]);
     assert_eq!(code, Some(1), "{lines:#?}");
     let reports: Vec<&String> = lines
         .iter()
@@ -53,15 +36,13 @@ fn a_taken_port_is_exit_1_reported_once() {
 
 #[test]
 fn a_ca_certificate_rustls_refuses_is_exit_2_before_listening() {
-    let dir = scratch("ca");
-    let ca = dir.join("ca.pem");
     // Valid PEM, valid base64, not a certificate.
-    std::fs::write(
-        &ca,
+    let ca = write_file(
+        &scratch_dir("startup-ca"),
+        "ca.pem",
         "-----BEGIN CERTIFICATE-----\nMIIBAAIBAA==\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    let (code, lines) = run(&base(&[("NVIDIA_API_CA_FILE", ca.to_str().unwrap())]));
+    );
+    let (code, lines) = run(&[("NVIDIA_API_CA_FILE", ca.to_str().unwrap())]);
     assert_eq!(code, Some(2), "{lines:#?}");
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(
@@ -75,14 +56,12 @@ fn a_ca_certificate_rustls_refuses_is_exit_2_before_listening() {
 
 #[test]
 fn an_otlp_client_certificate_and_key_that_do_not_fit_are_exit_2_before_listening() {
-    let dir = scratch("mtls");
-    let a = rcgen::generate_simple_self_signed(["a.test".to_owned()]).unwrap();
-    let b = rcgen::generate_simple_self_signed(["b.test".to_owned()]).unwrap();
-    let (cert, key) = (dir.join("a.pem"), dir.join("b-key.pem"));
-    std::fs::write(&cert, a.cert.pem()).unwrap();
-    std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
+    // The certificate of one PKI, the key of another.
+    let dir = scratch_dir("startup-mtls");
+    let cert = write_file(&dir, "a.pem", &Pki::new().client.cert_pem);
+    let key = write_file(&dir, "b-key.pem", &Pki::new().client.key_pem);
     for protocol in ["grpc", "http/protobuf"] {
-        let (code, lines) = run(&base(&[
+        let (code, lines) = run(&[
             ("OTEL_ENABLED", "true"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:9"),
@@ -91,7 +70,7 @@ fn an_otlp_client_certificate_and_key_that_do_not_fit_are_exit_2_before_listenin
                 cert.to_str().unwrap(),
             ),
             ("OTEL_EXPORTER_OTLP_CLIENT_KEY", key.to_str().unwrap()),
-        ]));
+        ]);
         assert_eq!(code, Some(2), "{protocol}: {lines:#?}");
         assert_eq!(lines.len(), 1, "{protocol}: {lines:#?}");
         assert!(

@@ -19,15 +19,18 @@ mod support;
 
 use support::fake_cls::fixture;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::exporter::{http, value};
+use support::exporter::{base_env, http, Exporter};
 use support::fake_cls::FakeCls;
+use support::proxy::ConnectProxy;
+use support::scratch::{free_addr, scratch_dir};
+use support::series::up;
+use support::tools::{self, run_bounded, tool};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN_NAME: &str = "nvidia-license-server-exporter";
@@ -99,29 +102,7 @@ impl Arch {
 }
 
 // ---------------------------------------------------------------------------
-// Helpers: bounded commands, skipping, the musl build.
-
-fn under_ci() -> bool {
-    std::env::var_os("CI").is_some()
-}
-
-/// A missing prerequisite: SKIPPED with the reason outside CI, a failure
-/// under CI (where `.ci/run` provides it).
-fn skip(test: &str, why: &str) {
-    assert!(
-        !under_ci(),
-        "{test}: {why}; under CI .ci/run must provide it"
-    );
-    eprintln!("SKIPPED {test}: {why} (.ci/run provides it)");
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
+// Helpers: root, the musl build.
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -132,49 +113,6 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
-}
-
-/// Runs to completion within `limit` (killed and failed past it).
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let collect = |mut from: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = from.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = collect(Box::new(child.stdout.take().unwrap()));
-    let err = collect(Box::new(child.stderr.take().unwrap()));
-    let status = wait_bounded(&mut child, limit)
-        .unwrap_or_else(|| panic!("{what} did not finish within {limit:?}"));
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// The exit status within `limit`; None (and the child killed) past it.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -194,6 +132,7 @@ fn musl_binary(arch: Arch) -> PathBuf {
                     .current_dir(ROOT)
                     .env_remove("RUSTFLAGS")
                     .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+                None,
                 Duration::from_secs(20 * 60),
             );
             assert!(
@@ -219,7 +158,7 @@ fn musl_binary(arch: Arch) -> PathBuf {
 }
 
 fn aarch64_wanted(test: &str) -> bool {
-    if under_ci() || std::env::var_os("STATIC_BINARY_AARCH64").is_some() {
+    if tools::under_ci() || std::env::var_os("STATIC_BINARY_AARCH64").is_some() {
         return true;
     }
     eprintln!(
@@ -284,111 +223,9 @@ fn assert_static_and_small(arch: Arch) -> u64 {
     size
 }
 
-// ---------------------------------------------------------------------------
-// The exporter as a child: stderr lines kept and watched for the listen address.
-
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let (tx, lines) = channel();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let kept = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Running {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// The address from the `listening address=...` log line, within 20 s.
-    fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = address_in(&line) {
-                        return addr;
-                    }
-                }
-                Err(_) => panic!(
-                    "the exporter did not log its listen address within 20 s; stderr:\n{}",
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// Sends `signal` and returns the exit status (at most 10 s later).
-    fn stop_with(&mut self, signal: &str) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(sent.success(), "kill -{signal}");
-        wait_bounded(&mut self.child, Duration::from_secs(10)).unwrap_or_else(|| {
-            panic!(
-                "no exit within 10 s of SIG{signal}; stderr:\n{}",
-                self.stderr()
-            )
-        })
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn address_in(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("address=").nth(1)?;
-    rest.split_whitespace()
-        .next()?
-        .trim_matches('"')
-        .parse()
-        .ok()
-}
-
-fn exporter_env(base_url: &str, listen: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("NVIDIA_API_KEY", "test-key".to_owned()),
-        ("NVIDIA_ORG_NAME", "lic-demo".to_owned()),
-        ("NVIDIA_API_BASE_URL", base_url.to_owned()),
-        ("LISTEN_ADDRESS", listen.to_owned()),
-    ]
-}
-
 /// The series that prove a real refresh through the CLS API happened.
 fn assert_real_metrics(exposition: &str) {
-    assert_eq!(
-        value(exposition, r#"nvidia_cls_up{org_name="lic-demo"}"#),
-        Some(1.0),
-        "nvidia_cls_up in:\n{exposition}"
-    );
+    assert_eq!(up(exposition), Some(1.0), "nvidia_cls_up in:\n{exposition}");
     assert!(
         exposition.lines().any(|l| {
             l.starts_with("nvidia_cls_license_server_info{")
@@ -439,23 +276,12 @@ fn until_healthy(addr: SocketAddr, started: Instant) -> Duration {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A directory under the test target dir, removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("static-binary-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
+        TempDir(scratch_dir(&format!("static-binary-{name}")))
     }
 }
 
@@ -492,7 +318,7 @@ fn assert_no_c_crypto(arch: Arch) {
         if offline {
             cmd.arg("--offline");
         }
-        run_bounded(&mut cmd, Duration::from_secs(180))
+        run_bounded(&mut cmd, None, Duration::from_secs(180))
     };
     // Offline first: the crates are there after the build. Else let cargo
     // fetch what the target needs from the registry.
@@ -538,6 +364,7 @@ fn musl_binary_is_static_and_within_the_size_budget() {
         Command::new(musl_binary(Arch::X86_64))
             .arg("--version")
             .env_clear(),
+        None,
         Duration::from_secs(10),
     );
     assert!(out.status.success());
@@ -558,22 +385,22 @@ async fn aarch64_musl_binary_is_static_small_and_serves_under_qemu() {
         return;
     }
     assert_static_and_small(Arch::Aarch64);
-    let Some(qemu) = on_path("qemu-aarch64") else {
-        return skip(test, "qemu-aarch64 is missing (apt-get install qemu-user)");
+    let Some(qemu) = tool("qemu-aarch64", "apt-get install qemu-user") else {
+        return;
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let mut exporter = Running::spawn(
+    let mut exporter = Exporter::spawn(
         Command::new(qemu)
             .arg(musl_binary(Arch::Aarch64))
             .env_clear()
-            .envs(exporter_env(&cls.base_url(), "127.0.0.1:0")),
+            .envs(base_env(&cls.base_url(), "127.0.0.1:0")),
     );
-    let addr = exporter.address();
+    let addr = exporter.addr;
     let scrape = http(addr, "GET", "/metrics", &[]).await;
     assert_eq!(scrape.status, 200);
     assert_real_metrics(&scrape.text());
     assert!(
-        exporter.stop_with("TERM").success(),
+        exporter.signal_and_wait("TERM").success(),
         "{}",
         exporter.stderr()
     );
@@ -591,13 +418,10 @@ impl EmptyRoot {
     /// None (after SKIPPED) where chroot cannot be used.
     fn new(test: &str) -> Option<EmptyRoot> {
         if !is_root() {
-            skip(test, "chroot needs root");
+            tools::skip("chroot needs root");
             return None;
         }
-        let Some(chroot) = on_path("chroot") else {
-            skip(test, "chroot is missing (coreutils)");
-            return None;
-        };
+        let chroot = tool("chroot", "coreutils")?;
         let binary = musl_binary(Arch::X86_64);
         let dir = TempDir::new(test);
         std::fs::copy(&binary, dir.0.join(BIN_NAME)).expect("copy the binary into the empty root");
@@ -623,11 +447,11 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
     };
     let in_root = |args: &[&str], env: &[(&str, String)]| root.command(args, env);
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let env = exporter_env(&cls.base_url(), "127.0.0.1:0");
+    let env = base_env(&cls.base_url(), "127.0.0.1:0");
 
     let started = Instant::now();
-    let mut exporter = Running::spawn(&mut in_root(&[], &env));
-    let addr = exporter.address();
+    let mut exporter = Exporter::spawn(&mut in_root(&[], &env));
+    let addr = exporter.addr;
     let cold = until_healthy(addr, started);
     let scrape = http(addr, "GET", "/metrics", &[]).await;
     assert_eq!(scrape.status, 200, "{}", exporter.stderr());
@@ -638,6 +462,7 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
     let listen = [("LISTEN_ADDRESS", addr.to_string())];
     let check = run_bounded(
         &mut in_root(&["healthcheck"], &listen),
+        None,
         Duration::from_secs(10),
     );
     assert!(
@@ -646,16 +471,9 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
         text(&check.stderr)
     );
     assert!(check.stdout.is_empty() && check.stderr.is_empty());
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", exporter.child.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
-        })
-        .unwrap_or_default();
+    let rss = exporter.rss() >> 10;
 
-    let status = exporter.stop_with("TERM");
+    let status = exporter.signal_and_wait("TERM");
     assert!(
         status.success(),
         "exit after SIGTERM: {status:?}\n{}",
@@ -663,6 +481,7 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
     );
     let check = run_bounded(
         &mut in_root(&["healthcheck"], &listen),
+        None,
         Duration::from_secs(10),
     );
     assert_eq!(
@@ -671,9 +490,8 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
         "healthcheck of a stopped exporter"
     );
 
-    let mut again = Running::spawn(&mut in_root(&[], &env));
-    again.address();
-    let status = again.stop_with("INT");
+    let mut again = Exporter::spawn(&mut in_root(&[], &env));
+    let status = again.signal_and_wait("INT");
     assert!(
         status.success(),
         "exit after SIGINT: {status:?}\n{}",
@@ -691,55 +509,6 @@ async fn musl_binary_serves_real_metrics_from_an_empty_root() {
     );
 }
 
-/// A stand-in HTTPS proxy on 127.0.0.1: records the head of every request
-/// and refuses each with 403, until dropped.
-struct RefusingProxy {
-    addr: SocketAddr,
-    heads: Receiver<String>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl RefusingProxy {
-    fn start() -> RefusingProxy {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("proxy address");
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (tx, heads) = channel();
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stopped.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => break,
-                    }
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-                let _ = tx.send(text(&head));
-            }
-        });
-        RefusingProxy { addr, heads, stop }
-    }
-}
-
-impl Drop for RefusingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// With the default CLS URL and a proxy given by IP, the exporter in the
 /// empty root (no resolv.conf, no hosts file, no CA store) asks the proxy for
 /// a tunnel to the CLS host name: it needs no name lookup of its own. The
@@ -751,27 +520,27 @@ async fn from_an_empty_root_cls_is_reached_through_a_proxy_without_name_lookup()
     else {
         return;
     };
-    let proxy = RefusingProxy::start();
+    let proxy = ConnectProxy::refusing().await;
     let env = [
         ("NVIDIA_API_KEY", "test-key".to_owned()),
         ("NVIDIA_ORG_NAME", "lic-demo".to_owned()),
         ("LISTEN_ADDRESS", "127.0.0.1:0".to_owned()),
-        ("HTTPS_PROXY", format!("http://{}", proxy.addr)),
+        ("HTTPS_PROXY", proxy.url()),
         ("SCRAPE_TIMEOUT", "3s".to_owned()),
     ];
-    let mut exporter = Running::spawn(&mut root.command(&[], &env));
-    let addr = exporter.address();
+    let mut exporter = Exporter::spawn(&mut root.command(&[], &env));
+    let addr = exporter.addr;
     let scrape = http(addr, "GET", "/metrics", &[]).await;
     assert_eq!(scrape.status, 200);
     assert_eq!(
-        value(&scrape.text(), r#"nvidia_cls_up{org_name="lic-demo"}"#),
+        up(&scrape.text()),
         Some(0.0),
         "a refused tunnel is a failed refresh"
     );
     let head = proxy
-        .heads
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_else(|_| {
+        .first_head(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| {
             panic!(
                 "no request reached the proxy; stderr:\n{}",
                 exporter.stderr()
@@ -782,7 +551,7 @@ async fn from_an_empty_root_cls_is_reached_through_a_proxy_without_name_lookup()
         "the proxy got {head:?}"
     );
     assert!(
-        exporter.stop_with("TERM").success(),
+        exporter.signal_and_wait("TERM").success(),
         "{}",
         exporter.stderr()
     );
@@ -804,7 +573,7 @@ impl Podman {
     }
 
     fn run(&self, args: &[&str], limit: Duration) -> Output {
-        run_bounded(&mut self.cmd(args), limit)
+        run_bounded(&mut self.cmd(args), None, limit)
     }
 
     fn inspect(&self, what: &str, format: &str) -> String {
@@ -849,12 +618,11 @@ fn hard_nofile() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scratch_image_builds_and_runs_as_pid_1_under_podman() {
-    let test = "scratch_image_builds_and_runs_as_pid_1_under_podman";
-    let (Some(podman), Some(_runc)) = (on_path("podman"), on_path("runc")) else {
-        return skip(
-            test,
-            "podman or runc is missing (apt-get install podman runc)",
-        );
+    let (Some(podman), Some(_runc)) = (
+        tool("podman", "apt-get install podman"),
+        tool("runc", "apt-get install runc"),
+    ) else {
+        return;
     };
     let binary_size = std::fs::metadata(musl_binary(Arch::X86_64))
         .expect("musl binary")
@@ -885,6 +653,7 @@ async fn scratch_image_builds_and_runs_as_pid_1_under_podman() {
             ".",
         ])
         .current_dir(ROOT),
+        None,
         Duration::from_secs(300),
     );
     assert!(
@@ -922,7 +691,7 @@ async fn scratch_image_builds_and_runs_as_pid_1_under_podman() {
 
     // The container: read-only root, no tmpfs, host network to reach the fake CLS.
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = free_addr();
     let nofile = format!("nofile={0}:{0}", hard_nofile());
     let mut args: Vec<String> = [
         "run",
@@ -940,7 +709,7 @@ async fn scratch_image_builds_and_runs_as_pid_1_under_podman() {
     ]
     .map(str::to_owned)
     .to_vec();
-    let env = exporter_env(&cls.base_url(), &addr.to_string());
+    let env = base_env(&cls.base_url(), &addr.to_string());
     for (k, v) in env
         .iter()
         .chain(&[("METRICS_PATH", "/custom/metrics".to_owned())])

@@ -6,65 +6,12 @@ mod support;
 
 use support::fake_cls::fixture;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use support::exporter::{log_lines, Exporter};
 use support::fake_cls::FakeCls;
-use support::front::{Front, Mode, Pki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-fn write_temp(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nlse-tls-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ca.pem");
-    std::fs::write(&path, contents).unwrap();
-    path
-}
-
-/// A CONNECT proxy that records each tunnel's target.
-async fn connect_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                    if client.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let Some(target) = head
-                    .strip_prefix("CONNECT ")
-                    .and_then(|r| r.split(' ').next())
-                else {
-                    let _ = client
-                        .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-                        .await;
-                    return;
-                };
-                log.lock().unwrap().push(target.to_owned());
-                let Ok(mut upstream) = TcpStream::connect(target).await else {
-                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                    return;
-                };
-                let _ = client
-                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                    .await;
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-        }
-    });
-    (addr, seen)
-}
+use support::front::{Front, Mode};
+use support::pki::Pki;
+use support::proxy::ConnectProxy;
+use support::scratch::{free_addr, scratch_dir, write_file};
 
 const UP: &str = "nvidia_cls_up{org_name=\"lic-demo\"} 1\n";
 
@@ -81,7 +28,7 @@ async fn a_private_ca_is_trusted_only_through_the_ca_file() {
     let told = log_lines(&untrusted, "certificate").await;
     assert!(!told.is_empty(), "{}", untrusted.stderr());
 
-    let ca = write_temp("ca", &pki.ca_pem);
+    let ca = write_file(&scratch_dir("tls-ca"), "ca.pem", &pki.ca_pem);
     let trusted = Exporter::start(&base, &[("NVIDIA_API_CA_FILE", ca.to_str().unwrap())]);
     let text = trusted.metrics().await;
     assert!(text.contains(UP), "{}", trusted.stderr());
@@ -90,7 +37,7 @@ async fn a_private_ca_is_trusted_only_through_the_ca_file() {
 
 #[tokio::test]
 async fn a_bad_ca_file_stops_the_start_with_a_clear_line() {
-    let path = write_temp("bad", "not a certificate\n");
+    let path = write_file(&scratch_dir("tls-bad"), "ca.pem", "not a certificate\n");
     let (status, _, stderr) = support::exporter::run_to_end(
         &[
             ("NVIDIA_API_KEY", "k"),
@@ -111,9 +58,9 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     let pki = Pki::new();
     let front = Front::start(cls.addr(), Mode::Tls(pki.server_config())).await;
     let base = format!("https://{}", front.addr());
-    let ca = write_temp("proxy", &pki.ca_pem);
-    let (proxy, seen) = connect_proxy().await;
-    let proxy_url = format!("http://{proxy}");
+    let ca = write_file(&scratch_dir("tls-proxy"), "ca.pem", &pki.ca_pem);
+    let proxy = ConnectProxy::tunnelling().await;
+    let proxy_url = proxy.url();
 
     let via_proxy = Exporter::start(
         &base,
@@ -127,7 +74,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
         "{}",
         via_proxy.stderr()
     );
-    let tunnels = seen.lock().unwrap().clone();
+    let tunnels = proxy.targets();
     assert!(!tunnels.is_empty());
     assert!(
         tunnels.iter().all(|t| *t == front.addr().to_string()),
@@ -139,7 +86,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
         "connections are reused inside the tunnels"
     );
 
-    seen.lock().unwrap().clear();
+    proxy.clear();
     let direct = Exporter::start(
         &base,
         &[
@@ -150,7 +97,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
     );
     assert!(direct.metrics().await.contains(UP), "{}", direct.stderr());
     assert!(
-        seen.lock().unwrap().is_empty(),
+        proxy.targets().is_empty(),
         "NO_PROXY host went through the proxy"
     );
 }
@@ -158,11 +105,7 @@ async fn https_proxy_tunnels_cls_requests_and_no_proxy_bypasses_it() {
 #[tokio::test]
 async fn an_unreachable_proxy_fails_the_refresh_with_a_clear_line() {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let exporter = Exporter::start(
         &cls.base_url(),
         &[

@@ -74,30 +74,53 @@ fn pump(
     })
 }
 
+/// The settings of every test exporter: the test key and org, the CLS at
+/// `base_url`, and the listen address `listen`.
+pub fn base_env(base_url: &str, listen: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("NVIDIA_API_KEY", "test-key".to_owned()),
+        ("NVIDIA_ORG_NAME", "lic-demo".to_owned()),
+        ("NVIDIA_API_BASE_URL", base_url.to_owned()),
+        ("LISTEN_ADDRESS", listen.to_owned()),
+    ]
+}
+
+/// `base_env(base_url, "127.0.0.1:0")` and then `extra`, a later setting
+/// replacing an earlier one of the same name: a test exporter's environment.
+pub fn test_env(base_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = base_env(base_url, "127.0.0.1:0")
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
 impl Exporter {
     /// Starts the exporter against `base_url` with the test key and org and
-    /// `extra` settings, and waits (at most 10 s) until it listens.
+    /// `extra` settings, and waits until it listens.
     pub fn start(base_url: &str, extra: &[(&str, &str)]) -> Exporter {
-        let mut env: Vec<(&str, &str)> = vec![
-            ("NVIDIA_API_KEY", "test-key"),
-            ("NVIDIA_ORG_NAME", "lic-demo"),
-            ("NVIDIA_API_BASE_URL", base_url),
-            ("LISTEN_ADDRESS", "127.0.0.1:0"),
-        ];
-        for (k, v) in extra {
-            env.retain(|(name, _)| name != k);
-            env.push((k, v));
-        }
+        let env = test_env(base_url, extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Exporter::start_with(&env, &[])
     }
 
     pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> Exporter {
-        let mut child = command(env, args)
+        Exporter::spawn(&mut command(env, args))
+    }
+
+    /// Spawns `cmd` (the binary, or what runs it: chroot, qemu) and waits
+    /// (at most 20 s) for its `listening address=...` log line.
+    pub fn spawn(cmd: &mut Command) -> Exporter {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn exporter");
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -105,7 +128,7 @@ impl Exporter {
             pump(child.stdout.take().unwrap(), stdout.clone(), None),
             pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx)),
         ];
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -162,10 +185,11 @@ impl Exporter {
     /// Sends a signal and waits (at most 10 s) for the exit status; by then
     /// every byte the process wrote has been read into stdout() and stderr().
     pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
-        Command::new("kill")
+        let sent = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("kill");
+        assert!(sent.success(), "kill -{signal}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -176,7 +200,8 @@ impl Exporter {
             }
             assert!(
                 Instant::now() < deadline,
-                "exporter did not exit after SIG{signal}"
+                "exporter did not exit after SIG{signal}; stderr:\n{}",
+                self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -247,6 +272,29 @@ pub async fn refresh_failures(exporter: &Exporter) -> Vec<String> {
         .map(|line| {
             let rest = line.split(" WARN refresh failed: ").nth(1).unwrap();
             rest.split(" duration_seconds=").next().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// (path, attempt, wait_ms) of every "retrying" debug line.
+pub async fn retries(exporter: &Exporter) -> Vec<(String, u32, u64)> {
+    log_lines(exporter, "retrying: ")
+        .await
+        .iter()
+        .map(|line| {
+            let field = |name: &str| {
+                line.split(&format!(" {name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("{name} in {line}"))
+                    .trim_matches('"')
+                    .to_owned()
+            };
+            (
+                field("path"),
+                field("attempt").parse().unwrap(),
+                field("wait_ms").parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -405,57 +453,4 @@ pub fn value(exposition: &str, prefix: &str) -> Option<f64> {
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// The path of an external tool the tests use. Missing: the test is skipped
-/// with a message, except under CI (`CI` set), where .ci/run installs it and
-/// a missing tool is a failure.
-pub fn tool(name: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is missing under CI: .ci/run must install it"
-        );
-        eprintln!(
-            "SKIPPED: {name} is not installed (apt-get install prometheus); .ci/run installs it"
-        );
-    }
-    found
-}
-
-/// `promtool check metrics` on `text`: None when promtool is not installed
-/// (outside CI), else its findings (errors and lint warnings).
-pub fn promtool(text: &str) -> Option<Result<(), String>> {
-    use std::io::Write;
-    let promtool = tool("promtool")?;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    let mut stdin = child.stdin.take().expect("promtool stdin");
-    let input = text.to_owned();
-    // Written from a thread: promtool may answer before it read everything.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child.wait_with_output().expect("promtool output");
-    let _ = writer.join();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(if out.status.success() && report.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(report)
-    })
 }

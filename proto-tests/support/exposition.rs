@@ -408,6 +408,9 @@ mod tests {
         assert_eq!(families[0].help.as_deref(), Some("Help with \\ and \n."));
         assert_eq!(families[1].kind.as_deref(), Some("counter"));
         assert_eq!(families[1].samples, 1);
+        let quoted = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\\\\\\n\"} 1\n";
+        let checked = check(quoted, Flavor::Text004).unwrap();
+        assert_eq!(checked.samples[0].label("x"), Some("q\"\\\n"));
     }
 
     #[test]
@@ -466,6 +469,43 @@ mod tests {
             ("# HELP x a \\\" quote\n", "invalid escape"),
             ("# TYPE 0x gauge\n", "invalid metric name"),
             ("#TYPE x gauge\n", "expected '# '"),
+            // Whole expositions, each broken once.
+            ("# HELP a A.\n# TYPE a gauge\na 1", "line feed"),
+            ("a 1\n", "before any TYPE"),
+            (
+                "# HELP a A.\n# TYPE a gauge\na 1\n\n",
+                "a sample without a value",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\na{x=\"\\t\"} 1\n",
+                "invalid escape",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\na{x=\"1\"} 1\na{x=\"1\"} 2\n",
+                "same series twice",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\na 1 1700000000\n",
+                "a timestamp",
+            ),
+            ("# HELP a A.\n# TYPE a gauge\na inf\n", "invalid value"),
+            (
+                "# HELP a A.\n# TYPE a gauge\na{1x=\"1\"} 1\n",
+                "invalid label name",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\na{x=\"1\",} 1\n",
+                "trailing comma",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\na 1\n",
+                "not in family",
+            ),
+            (
+                "# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\n# HELP a A.\n",
+                "appears twice",
+            ),
+            ("# HELP 1a A.\n# TYPE 1a gauge\n", "invalid metric name"),
         ];
         for (text, want) in bad_metadata {
             let err = check(text, Flavor::Text004).expect_err(text);

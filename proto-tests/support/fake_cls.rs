@@ -1,28 +1,21 @@
 //! Fake NVIDIA Cloud License Service (CLS) over plain HTTP on loopback: owns the
 //! imitation of the CLS REST API (see docs in `cls-api.md`), its pagination
-//! variants, fault injection, a hold gate, a request log, and a synthetic org
-//! generator for benchmarks. Used by integration tests and the `fake-cls` example.
+//! variants, fault injection (canned answers as path overrides), a hold gate,
+//! and a synthetic org generator for benchmarks. It answers through the
+//! canned-answer server of `canned.rs`, which keeps the request log. Used by
+//! integration tests and the `fake-cls` example (which compiles both files).
 #![allow(dead_code)]
 
-use std::convert::Infallible;
-use std::future::Future;
+use base64::Engine;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use super::canned::{parse_query, percent_decode, Canned, CannedServer, Recorded};
 
 /// The fixture org (`proto-tests/fixtures/org.json`) most tests serve.
 pub fn fixture() -> Value {
@@ -89,116 +82,6 @@ impl Paging {
     }
 }
 
-/// What follows a canned body: nothing (a complete answer), or a fault of
-/// the connection that carries it. With a `content-length` header (see
-/// [`Canned::with_header`]) the body is sent under that length whatever its
-/// real size; without one, a body with a tail is sent chunked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Tail {
-    /// The body is complete.
-    #[default]
-    End,
-    /// The connection is cut right after the body (a moment after, so that
-    /// what came before is on the wire first).
-    Close,
-    /// Nothing more for this long (the connection stays open), then it is cut.
-    Stall(Duration),
-    /// `chunk` again and again until `limit` bytes followed the body, or the
-    /// peer goes away. A limit keeps even an "endless" body bounded.
-    Repeat { chunk: Bytes, limit: u64 },
-}
-
-/// A canned answer for fault injection (see [`FakeCls::set_override`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Canned {
-    pub status: u16,
-    /// Bytes, not text: a fault may be invalid UTF-8.
-    pub body: Bytes,
-    /// What follows the body.
-    pub tail: Tail,
-    /// Extra response headers. `content-type: application/json` is added unless given here.
-    pub headers: Vec<(String, String)>,
-    /// Extra delay before answering (after the global latency).
-    pub delay: Duration,
-    /// Apply only to the next N matching requests, then fall through. `None` = forever.
-    pub times: Option<usize>,
-}
-
-impl Canned {
-    /// Status with a small JSON body `{"message":"injected <code>"}`.
-    pub fn status(code: u16) -> Canned {
-        Canned::body(code, format!("{{\"message\":\"injected {code}\"}}"))
-    }
-
-    /// Status with the given body.
-    pub fn body(status: u16, body: impl Into<String>) -> Canned {
-        Canned::bytes(status, body.into())
-    }
-
-    /// Status with the given body bytes (which need not be UTF-8).
-    pub fn bytes(status: u16, body: impl Into<Bytes>) -> Canned {
-        Canned {
-            status,
-            body: body.into(),
-            tail: Tail::End,
-            headers: Vec::new(),
-            delay: Duration::ZERO,
-            times: None,
-        }
-    }
-
-    pub fn with_tail(mut self, tail: Tail) -> Canned {
-        self.tail = tail;
-        self
-    }
-
-    pub fn with_header(mut self, name: &str, value: &str) -> Canned {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    pub fn with_delay(mut self, delay: Duration) -> Canned {
-        self.delay = delay;
-        self
-    }
-
-    pub fn with_times(mut self, times: usize) -> Canned {
-        self.times = Some(times);
-        self
-    }
-}
-
-/// One request as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recorded {
-    /// Raw path, still percent-encoded, without the query.
-    pub path: String,
-    /// Raw query string (without `?`), empty when absent.
-    pub query: String,
-    /// Header names lowercased, in arrival order.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Recorded {
-    /// First value of a header (name compared case-insensitively).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Percent-decoded value of a query parameter.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        parse_query(&self.query)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    }
-}
-
 /// Sees every authenticated request before it is routed, and may change the
 /// served document (see [`FakeCls::set_on_request`]).
 pub type Hook = Arc<dyn Fn(&Recorded, &mut Value) + Send + Sync>;
@@ -213,27 +96,39 @@ struct State {
     leases_all_only: bool,
     leases_plain_only: bool,
     overrides: Vec<(String, Canned)>,
-    requests: Vec<Recorded>,
-    /// Arrival time of each entry of `requests`, same index.
-    arrivals: Vec<Instant>,
 }
 
 struct Inner {
     state: Mutex<State>,
     /// `true` while held.
     gate: watch::Sender<bool>,
-    /// Flipped to `true` by `shutdown()`.
-    stop: watch::Sender<bool>,
-    /// TCP connections accepted since start.
-    connections: AtomicUsize,
-    /// Requests received and not yet answered, and the most seen at once.
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
 }
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The hold gate, then the latency, then the API key, then an
+    /// override, then the normal routes.
+    async fn answer(&self, rec: Recorded) -> Canned {
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|held| !*held).await;
+        let latency = self.lock().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut st = self.lock();
+        if rec.header("x-api-key") != Some(st.api_key.as_str()) {
+            return message(401, "unauthorized");
+        }
+        if let Some(canned) = take_override(&mut st, &rec.path) {
+            return canned;
+        }
+        if let Some(hook) = st.on_request.clone() {
+            hook(&rec, &mut st.org);
+        }
+        route(&st, &rec)
     }
 }
 
@@ -241,7 +136,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct FakeCls {
     inner: Arc<Inner>,
-    addr: SocketAddr,
+    server: CannedServer,
 }
 
 impl FakeCls {
@@ -255,10 +150,6 @@ impl FakeCls {
 
     /// Binds `addr` and serves on the current tokio runtime.
     pub async fn start_on(addr: SocketAddr, org: Value, api_key: &str) -> std::io::Result<FakeCls> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let (gate, _) = watch::channel(false);
-        let (stop, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 org,
@@ -270,27 +161,28 @@ impl FakeCls {
                 leases_all_only: false,
                 leases_plain_only: false,
                 overrides: Vec::new(),
-                requests: Vec::new(),
-                arrivals: Vec::new(),
             }),
-            gate,
-            stop,
-            connections: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
+            gate: watch::channel(false).0,
         });
-        let acc = inner.clone();
-        tokio::spawn(accept_loop(listener, acc));
-        Ok(FakeCls { inner, addr })
+        let answering = inner.clone();
+        let server = CannedServer::start_on(
+            addr,
+            Arc::new(move |rec, _connection| {
+                let inner = answering.clone();
+                Box::pin(async move { inner.answer(rec).await })
+            }),
+        )
+        .await?;
+        Ok(FakeCls { inner, server })
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The `org` field of the served document.
@@ -300,7 +192,7 @@ impl FakeCls {
 
     /// Stops accepting and closes open connections (in-flight answers are dropped).
     pub fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
+        self.server.shutdown();
     }
 
     pub fn set_org(&self, org: Value) {
@@ -343,8 +235,9 @@ impl FakeCls {
     }
 
     /// Requests whose path (no query, after `/v1/org/{org}`; raw or
-    /// percent-decoded) ends with `path_suffix` get `resp` instead. Replaces an
-    /// existing override with the same suffix. Checked after the API key.
+    /// percent-decoded) ends with `path_suffix` get `resp` instead (after its
+    /// `delay`, for its `times`). Replaces an existing override with the same
+    /// suffix. Checked after the API key.
     pub fn set_override(&self, path_suffix: &str, resp: Canned) {
         let mut st = self.inner.lock();
         if let Some(slot) = st.overrides.iter_mut().find(|(s, _)| s == path_suffix) {
@@ -369,288 +262,55 @@ impl FakeCls {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.inner.lock().requests.clone()
+        self.server.requests()
     }
 
     pub fn request_count(&self) -> usize {
-        self.inner.lock().requests.len()
+        self.server.request_count()
     }
 
     /// Number of recorded requests whose raw path ends with `suffix`.
     pub fn requests_ending_with(&self, suffix: &str) -> usize {
-        let st = self.inner.lock();
-        st.requests
-            .iter()
-            .filter(|r| r.path.ends_with(suffix))
-            .count()
+        self.server.requests_ending_with(suffix)
     }
 
     pub fn clear_requests(&self) {
-        let mut st = self.inner.lock();
-        st.requests.clear();
-        st.arrivals.clear();
+        self.server.clear_requests();
     }
 
     /// Every request with the time it arrived, in arrival order.
     pub fn requests_timed(&self) -> Vec<(Instant, Recorded)> {
-        let st = self.inner.lock();
-        st.arrivals
-            .iter()
-            .copied()
-            .zip(st.requests.iter().cloned())
+        self.server.requests_timed()
+    }
+
+    /// Arrival times of the requests to exactly `path` (after
+    /// `/v1/org/{org}`), in order.
+    pub fn arrivals(&self, path: &str) -> Vec<Instant> {
+        let full = format!("/v1/org/{}{path}", self.org_name());
+        self.requests_timed()
+            .into_iter()
+            .filter(|(_, r)| r.path == full)
+            .map(|(t, _)| t)
             .collect()
     }
 
     /// TCP connections accepted since start.
     pub fn connections(&self) -> usize {
-        self.inner.connections.load(Ordering::SeqCst)
+        self.server.connections()
     }
 
     /// The most requests that were in flight (received, not yet answered) at once.
     pub fn max_in_flight(&self) -> usize {
-        self.inner.max_in_flight.load(Ordering::SeqCst)
+        self.server.max_in_flight()
     }
 }
 
-/// Counts a request in flight until dropped.
-struct InFlight<'a>(&'a Inner);
-
-impl<'a> InFlight<'a> {
-    fn enter(inner: &'a Inner) -> InFlight<'a> {
-        let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(inner)
-    }
+fn message(status: u16, msg: &str) -> Canned {
+    Canned::json(status, &json!({ "message": msg }))
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
-    let mut stop = inner.stop.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        inner.connections.fetch_add(1, Ordering::SeqCst);
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let mut stop = inner.stop.subscribe();
-            let svc_inner = inner.clone();
-            let svc = service_fn(move |req| handle(svc_inner.clone(), req));
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.wait_for(|s| *s) => {}
-            }
-        });
-    }
-}
-
-/// An answer before it becomes an HTTP response.
-struct Reply {
-    status: u16,
-    body: Bytes,
-    tail: Tail,
-    headers: Vec<(String, String)>,
-}
-
-impl Reply {
-    fn json(status: u16, body: &Value) -> Reply {
-        Reply {
-            status,
-            body: Bytes::from(body.to_string()),
-            tail: Tail::End,
-            headers: Vec::new(),
-        }
-    }
-
-    fn message(status: u16, msg: &str) -> Reply {
-        Reply::json(status, &json!({ "message": msg }))
-    }
-
-    fn not_found() -> Reply {
-        Reply::message(404, "not found")
-    }
-
-    fn into_response(self) -> Response<FakeBody> {
-        let mut b = Response::builder()
-            .status(StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-        let has_ct = self
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
-        if !has_ct {
-            b = b.header("content-type", "application/json");
-        }
-        for (k, v) in &self.headers {
-            b = b.header(k.as_str(), v.as_str());
-        }
-        match b.body(FakeBody::new(self.body, self.tail)) {
-            Ok(r) => r,
-            Err(_) => {
-                let mut r = Response::new(FakeBody::new(
-                    Bytes::from_static(b"{\"message\":\"fake CLS: invalid canned header\"}"),
-                    Tail::End,
-                ));
-                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                r
-            }
-        }
-    }
-}
-
-/// A response body: whole (with its exact length, so hyper sends a
-/// `content-length`), or followed by a [`Tail`] that breaks the answer.
-pub struct FakeBody {
-    head: Option<Bytes>,
-    tail: Tail,
-    /// Bytes of a `Tail::Repeat` sent so far.
-    repeated: u64,
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl FakeBody {
-    fn new(head: Bytes, tail: Tail) -> FakeBody {
-        FakeBody {
-            head: Some(head),
-            tail,
-            repeated: 0,
-            stall: None,
-        }
-    }
-}
-
-impl Body for FakeBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let this = &mut *self;
-        if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
-            return Poll::Ready(Some(Ok(Frame::data(head))));
-        }
-        let cut = || std::io::Error::other("fake CLS: connection cut mid-body");
-        match &this.tail {
-            Tail::End => Poll::Ready(None),
-            Tail::Close | Tail::Stall(_) => {
-                let pause = match &this.tail {
-                    Tail::Stall(pause) => *pause,
-                    _ => Duration::from_millis(50),
-                };
-                let sleep = this
-                    .stall
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(cut()))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            Tail::Repeat { chunk, limit } => {
-                let left = limit.saturating_sub(this.repeated);
-                if left == 0 || chunk.is_empty() {
-                    return Poll::Ready(None);
-                }
-                let n = (chunk.len() as u64).min(left) as usize;
-                this.repeated += n as u64;
-                Poll::Ready(Some(Ok(Frame::data(chunk.slice(..n)))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.tail == Tail::End && self.head.as_ref().is_none_or(Bytes::is_empty)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.tail, &self.head) {
-            (Tail::End, head) => SizeHint::with_exact(head.as_ref().map_or(0, |h| h.len() as u64)),
-            _ => SizeHint::default(),
-        }
-    }
-}
-
-async fn handle(
-    inner: Arc<Inner>,
-    req: Request<Incoming>,
-) -> Result<Response<FakeBody>, Infallible> {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let rec = Recorded {
-        path: path.clone(),
-        query: query.clone(),
-        headers,
-    };
-    let _in_flight = InFlight::enter(&inner);
-    let latency = {
-        let mut st = inner.lock();
-        st.requests.push(rec.clone());
-        st.arrivals.push(Instant::now());
-        st.latency
-    };
-
-    let mut gate = inner.gate.subscribe();
-    let _ = gate.wait_for(|held| !*held).await;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-
-    // Auth first, then fault injection, then the normal routes.
-    let canned = {
-        let mut st = inner.lock();
-        if rec.header("x-api-key") != Some(st.api_key.as_str()) {
-            return Ok(Reply::message(401, "unauthorized").into_response());
-        }
-        take_override(&mut st, &path)
-    };
-    if let Some(c) = canned {
-        if !c.delay.is_zero() {
-            tokio::time::sleep(c.delay).await;
-        }
-        return Ok(Reply {
-            status: c.status,
-            body: c.body,
-            tail: c.tail,
-            headers: c.headers,
-        }
-        .into_response());
-    }
-
-    let reply = {
-        let mut st = inner.lock();
-        if let Some(hook) = st.on_request.clone() {
-            hook(&rec, &mut st.org);
-        }
-        route(&st, req.method(), &rec)
-    };
-    Ok(reply.into_response())
+fn not_found() -> Canned {
+    message(404, "not found")
 }
 
 /// The part of a raw path after `/v1/org/{org}` (the whole path if it has no such prefix).
@@ -719,27 +379,27 @@ fn without(v: &Value, keys: &[&str]) -> Value {
     }
 }
 
-fn route(st: &State, method: &Method, rec: &Recorded) -> Reply {
-    if method != Method::GET {
-        return Reply::not_found();
+fn route(st: &State, rec: &Recorded) -> Canned {
+    if rec.method != "GET" {
+        return not_found();
     }
     let Some(rest) = rec.path.strip_prefix("/v1/org/") else {
-        return Reply::not_found();
+        return not_found();
     };
     let mut raw_segs = rest.split('/');
     let mut segs = Vec::new();
     for s in raw_segs.by_ref() {
         match percent_decode(s) {
             Some(d) => segs.push(d),
-            None => return Reply::message(400, "bad percent-encoding in path"),
+            None => return message(400, "bad percent-encoding in path"),
         }
     }
     let query = match parse_query(&rec.query) {
         Ok(q) => q,
-        Err(e) => return Reply::message(400, &e),
+        Err(e) => return message(400, &e),
     };
     if segs.first().map(String::as_str) != Some(org_name(&st.org)) {
-        return Reply::not_found();
+        return not_found();
     }
     let segs: Vec<&str> = segs[1..].iter().map(String::as_str).collect();
     let groups = array_of(&st.org, "virtualGroups");
@@ -757,7 +417,7 @@ fn route(st: &State, method: &Method, rec: &Recorded) -> Reply {
                 .iter()
                 .find(|g| g.get("id").is_some_and(|id| id_matches(id, vg)))
             else {
-                return Reply::not_found();
+                return not_found();
             };
             let servers = array_of(group, "licenseServers");
             match rest {
@@ -775,13 +435,13 @@ fn route(st: &State, method: &Method, rec: &Recorded) -> Reply {
                         .iter()
                         .find(|s| s.get("id").is_some_and(|id| id_matches(id, server)))
                     else {
-                        return Reply::not_found();
+                        return not_found();
                     };
                     let items = array_of(srv, "licensePools").to_vec();
                     list_reply(st, &query, "licensePools", items, false, Map::new())
                 }
-                ["leases"] if st.leases_all_only => Reply::not_found(),
-                ["leases", "all"] if st.leases_plain_only => Reply::not_found(),
+                ["leases"] if st.leases_all_only => not_found(),
+                ["leases", "all"] if st.leases_plain_only => not_found(),
                 ["leases"] | ["leases", "all"] => {
                     let sid = rec.header("x-nv-service-instance-id").unwrap_or("");
                     let clients = group
@@ -792,33 +452,36 @@ fn route(st: &State, method: &Method, rec: &Recorded) -> Reply {
                         .unwrap_or_default();
                     leases_reply(st, &query, clients)
                 }
-                _ => Reply::not_found(),
+                _ => not_found(),
             }
         }
-        _ => Reply::not_found(),
+        _ => not_found(),
     }
 }
 
-fn leases_reply(st: &State, query: &[(String, String)], clients: Vec<Value>) -> Reply {
+fn leases_reply(st: &State, query: &[(String, String)], clients: Vec<Value>) -> Canned {
     if !st.compressed_leases {
         return list_reply(st, query, "clients", clients, false, Map::new());
     }
     let (page, info) = match paginate(st, query, clients, false) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return message(400, &e),
     };
     let inner = json!({ "clients": page }).to_string();
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let gz = match enc.write_all(inner.as_bytes()).and_then(|_| enc.finish()) {
         Ok(gz) => gz,
-        Err(_) => return Reply::message(500, "gzip failed"),
+        Err(_) => return message(500, "gzip failed"),
     };
     let mut body = Map::new();
-    body.insert("compressedClients".into(), Value::String(base64(&gz)));
+    body.insert(
+        "compressedClients".into(),
+        Value::String(base64::engine::general_purpose::STANDARD.encode(&gz)),
+    );
     if let Some(info) = info {
         body.insert("paginationInfo".into(), info);
     }
-    Reply::json(200, &Value::Object(body))
+    Canned::json(200, &Value::Object(body))
 }
 
 fn list_reply(
@@ -828,19 +491,20 @@ fn list_reply(
     items: Vec<Value>,
     is_list_endpoint: bool,
     mut body: Map<String, Value>,
-) -> Reply {
+) -> Canned {
     let (page, info) = match paginate(st, query, items, is_list_endpoint) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return message(400, &e),
     };
     body.insert(key.to_string(), Value::Array(page));
     if let Some(info) = info {
         body.insert("paginationInfo".into(), info);
     }
-    Reply::json(200, &Value::Object(body))
+    Canned::json(200, &Value::Object(body))
 }
 
-fn query_usize(query: &[(String, String)], name: &str) -> Result<Option<usize>, Reply> {
+/// A numeric query parameter; the error is the message of a 400.
+fn query_usize(query: &[(String, String)], name: &str) -> Result<Option<usize>, String> {
     match query.iter().find(|(k, _)| k == name) {
         None => Ok(None),
         Some((_, v)) if v.is_empty() => Ok(None),
@@ -848,7 +512,7 @@ fn query_usize(query: &[(String, String)], name: &str) -> Result<Option<usize>, 
             .trim()
             .parse::<usize>()
             .map(Some)
-            .map_err(|_| Reply::message(400, &format!("invalid {name}"))),
+            .map_err(|_| format!("invalid {name}")),
     }
 }
 
@@ -858,7 +522,7 @@ fn paginate(
     query: &[(String, String)],
     items: Vec<Value>,
     is_list_endpoint: bool,
-) -> Result<(Vec<Value>, Option<Value>), Reply> {
+) -> Result<(Vec<Value>, Option<Value>), String> {
     let p = &st.paging;
     let page_number = query_usize(query, "page-number")?;
     let page_size = query_usize(query, "page-size")?;
@@ -902,66 +566,6 @@ fn info(p: &Paging, number: usize, size: usize, records: usize, pages: usize) ->
         m.insert(k_records.into(), json!(records));
     }
     Value::Object(m)
-}
-
-/// Decodes `%XX` escapes; `None` on a malformed escape or invalid UTF-8.
-pub fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Parses `a=b&c=d` (percent-decoding, `+` = space).
-fn parse_query(q: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_decode(&s.replace('+', " "))
-                .ok_or_else(|| "bad percent-encoding in query".to_string())
-        };
-        out.push((dec(k)?, dec(v)?));
-    }
-    Ok(out)
-}
-
-/// Standard-alphabet base64 with padding.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(ALPHABET[(n >> 18) as usize & 63] as char);
-        out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        if chunk.len() > 1 {
-            out.push(ALPHABET[(n >> 6) as usize & 63] as char);
-        } else {
-            out.push('=');
-        }
-        if chunk.len() > 2 {
-            out.push(ALPHABET[n as usize & 63] as char);
-        } else {
-            out.push('=');
-        }
-    }
-    out
 }
 
 const GEN_FEATURES: [(&str, &str); 4] = [

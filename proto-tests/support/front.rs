@@ -2,75 +2,15 @@
 //! bytes, or terminates TLS with a test certificate and relays, or answers
 //! hostile bytes that are not HTTP. The mode can be switched at runtime, which
 //! cuts the connections open at the time, so a fault of the transport can
-//! follow a good refresh. Also the private CAs the TLS mode needs.
+//! follow a good refresh. The TLS mode's certificates come from pki.rs.
 #![allow(dead_code)]
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// A CA made for this test run and a server certificate it signs for
-/// 127.0.0.1 and localhost.
-pub struct Pki {
-    pub ca_pem: String,
-    pub cert_der: Vec<u8>,
-    pub key_der: Vec<u8>,
-}
-
-impl Pki {
-    pub fn new() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            cert_der: cert.der().to_vec(),
-            key_der: key.serialize_der(),
-        }
-    }
-
-    /// A rustls server configuration presenting this certificate.
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![rustls::pki_types::CertificateDer::from(
-                    self.cert_der.clone(),
-                )],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(self.key_der.clone().into()),
-            )
-            .unwrap();
-        Arc::new(config)
-    }
-
-    /// Writes the CA certificate to a file of its own (for NVIDIA_API_CA_FILE).
-    pub fn ca_file(&self, tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("nlse-ca-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, &self.ca_pem).unwrap();
-        path
-    }
-}
-
-impl Default for Pki {
-    fn default() -> Pki {
-        Pki::new()
-    }
-}
 
 /// What the front does with each connection.
 #[derive(Clone)]
