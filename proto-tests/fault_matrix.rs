@@ -911,9 +911,12 @@ async fn truncated_body_is_retried_then_keeps_the_snapshot() {
     );
     let failures = refresh_failures(&exporter).await;
     assert_eq!(failures.len(), 1);
+    // The last attempt either fails on its own or is cut by the deadline
+    // (on a loaded machine the deadline may come first): both are reported.
     assert!(
-        failures[0].starts_with("GET /virtual-groups failed: reading the body: ")
-            && failures[0].contains("end of file before message length reached"),
+        (failures[0].starts_with("GET /virtual-groups failed: reading the body: ")
+            && failures[0].contains("end of file before message length reached"))
+            || failures[0] == "GET /virtual-groups failed: timed out",
         "{}",
         failures[0]
     );
