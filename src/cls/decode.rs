@@ -19,14 +19,28 @@ pub(crate) const MAX_INFLATED_BYTES: usize = MAX_BODY_BYTES;
 
 /// Decodes an answer, which must be a JSON object: fields inside it are read
 /// leniently (see `model`), but a list, a string or garbage at the top is not
-/// an answer we can trust to mean "nothing here".
-fn decode<T: DeserializeOwned>(endpoint: Endpoint, path: &str, body: &[u8]) -> Result<T, ClsError> {
+/// an answer we can trust to mean "nothing here". The body is read as it
+/// comes (see `request`): memory holds what is decoded, not the text.
+fn decode<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    path: &str,
+    mut body: impl Read,
+) -> Result<T, ClsError> {
     let error =
         |detail: String| ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail));
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    let mut first = [0u8; 1];
+    loop {
+        match body.read(&mut first) {
+            Ok(0) => return Err(error("expected a JSON object".to_owned())),
+            Ok(_) if first[0].is_ascii_whitespace() => {}
+            Ok(_) => break,
+            Err(e) => return Err(error(e.to_string())),
+        }
+    }
+    if first[0] != b'{' {
         return Err(error("expected a JSON object".to_owned()));
     }
-    serde_json::from_slice(body).map_err(|e| error(e.to_string()))
+    serde_json::from_reader((&first[..]).chain(body)).map_err(|e| error(e.to_string()))
 }
 
 /// One page's items and what its `paginationInfo` says (None without one).
@@ -39,6 +53,15 @@ pub fn decode_page<P: Page>(
     endpoint: Endpoint,
     path: &str,
     body: &[u8],
+) -> Result<DecodedPage<P::Item>, ClsError> {
+    decode_page_from::<P>(endpoint, path, body)
+}
+
+/// `decode_page` of a body read as it arrives.
+pub(crate) fn decode_page_from<P: Page>(
+    endpoint: Endpoint,
+    path: &str,
+    body: impl Read,
 ) -> Result<DecodedPage<P::Item>, ClsError> {
     let page: P = decode(endpoint, path, body)?;
     let (items, info) = page.into_parts().map_err(|detail| {
@@ -193,11 +216,13 @@ mod tests {
 
     #[test]
     fn answers_must_be_json_objects() {
-        let err = decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"[1]").unwrap_err();
+        let decode = |body: &[u8]| decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", body);
+        let err = decode(b"[1]").unwrap_err();
         assert_eq!(err.to_string(), "GET /x failed: response is not valid JSON of the expected shape: expected a JSON object");
-        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"{").is_err());
-        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b"").is_err());
-        assert!(decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", b" {}").is_ok());
+        assert!(decode(b"{").is_err());
+        assert!(decode(b"").is_err());
+        assert!(decode(b" \n{}").is_ok());
+        assert!(decode(b"{} x").is_err(), "trailing text");
     }
 
     #[test]

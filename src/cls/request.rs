@@ -3,12 +3,13 @@
 //! attempts, never past the refresh deadline.
 
 use super::client::ClsClient;
-use super::decode::{decode_page, DecodedPage, Page};
+use super::decode::{decode_page_from, DecodedPage, Page};
 use super::error::{ClsError, Endpoint, ErrorKind};
 use crate::retry::{parse_retry_after, Backoff, Jitter};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
+use hyper::body::Incoming;
 use hyper::header::{ACCEPT, USER_AGENT};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -41,10 +42,10 @@ impl ClsClient {
         let mut backoff = Backoff::new(BACKOFF_FIRST, BACKOFF_MAX, Jitter::Full);
         loop {
             let (result, retry_after) = self
-                .attempt(endpoint, path, query, instance, deadline)
+                .attempt::<P>(endpoint, path, query, instance, deadline)
                 .await;
             let error = match result {
-                Ok(body) => return decode_page::<P>(endpoint, path, &body),
+                Ok(page) => return Ok(page),
                 Err(e) => e,
             };
             attempt += 1;
@@ -68,17 +69,17 @@ impl ClsClient {
         }
     }
 
-    /// One request: waits for a permit, sends, reads the capped body, all
-    /// within the request timeout and the deadline. Returns the body or the
-    /// error, and the server's Retry-After when it sent one.
-    async fn attempt(
+    /// One request: waits for a permit, sends, decodes the capped body as it
+    /// arrives, all within the request timeout and the deadline. Returns the
+    /// page or the error, and the server's Retry-After when it sent one.
+    async fn attempt<P: Page>(
         &self,
         endpoint: Endpoint,
         path: &str,
         query: &str,
         instance: Option<&str>,
         deadline: Instant,
-    ) -> (Result<Bytes, ClsError>, Option<Duration>) {
+    ) -> (Result<DecodedPage<P::Item>, ClsError>, Option<Duration>) {
         let inner = &self.inner;
         let what = format!("GET {path}");
         let fail = |kind| ClsError::new(endpoint, what.clone(), kind);
@@ -126,25 +127,10 @@ impl ClsClient {
             if response.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
                 return Err((ErrorKind::TooLarge(MAX_BODY_BYTES), None, Some(status)));
             }
-            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-                .collect()
+            let page = read_page::<P>(endpoint, path, response.into_body())
                 .await
-                .map_err(|e| {
-                    let kind = if e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        ErrorKind::TooLarge(MAX_BODY_BYTES)
-                    } else {
-                        ErrorKind::Transport(format!(
-                            "reading the body: {}",
-                            crate::cause::chain(&*e)
-                        ))
-                    };
-                    (kind, None, Some(status))
-                })?
-                .to_bytes();
-            Ok((body, status))
+                .map_err(|kind| (kind, None, Some(status)))?;
+            Ok((page, status))
         };
         let outcome = tokio::time::timeout_at(request_deadline, exchange).await;
         drop(permit);
@@ -153,15 +139,152 @@ impl ClsClient {
                 inner.stats.count_request(endpoint, None);
                 (Err(fail(ErrorKind::Timeout)), None)
             }
-            Ok(Ok((body, status))) => {
+            Ok(Ok((page, status))) => {
                 inner.stats.count_request(endpoint, Some(status));
-                (Ok(body), None)
+                (Ok(page), None)
             }
             Ok(Err((kind, retry_after, status))) => {
                 inner.stats.count_request(endpoint, status);
                 (Err(fail(kind)), retry_after)
             }
         }
+    }
+}
+
+/// Decodes a response body as it arrives. The frames go to a decoder on
+/// the blocking pool through a channel of two, so memory holds what is
+/// decoded and a frame or two in flight, never the body: an endless body
+/// costs what its decoder makes of it, not what it sends. A decoder that
+/// has seen enough (an error, the cap) ends the reading.
+async fn read_page<P: Page>(
+    endpoint: Endpoint,
+    path: &str,
+    mut body: Incoming,
+) -> Result<DecodedPage<P::Item>, ErrorKind> {
+    let (frames, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let what = path.to_owned();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let mut reader = std::io::BufReader::with_capacity(
+            64 * 1024,
+            FrameReader {
+                rx,
+                chunk: Bytes::new(),
+                read: 0,
+                over_cap: false,
+                json: Spaces::default(),
+            },
+        );
+        let page = decode_page_from::<P>(endpoint, &what, &mut reader);
+        (page, reader.get_ref().over_cap)
+    });
+    let mut broken = None;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if frames.send(data).await.is_err() {
+                        break; // The decoder stopped: nothing more is wanted.
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                broken = Some(e);
+                break;
+            }
+        }
+    }
+    drop(frames);
+    let (page, over_cap) = decoder
+        .await
+        .map_err(|e| ErrorKind::Decode(format!("the decoder stopped: {e}")))?;
+    if over_cap {
+        return Err(ErrorKind::TooLarge(MAX_BODY_BYTES));
+    }
+    if let Some(e) = broken {
+        return Err(ErrorKind::Transport(format!(
+            "reading the body: {}",
+            crate::cause::chain(&e)
+        )));
+    }
+    page.map_err(|e| e.kind)
+}
+
+/// The body's frames as `Read`, for the decoder; it ends at the last frame
+/// and refuses to go past MAX_BODY_BYTES. White space between tokens past
+/// the 64th in a row is passed over here (JSON does not care; an answer
+/// padded with endless white space is then cheap to read to its cap).
+struct FrameReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+    read: usize,
+    over_cap: bool,
+    json: Spaces,
+}
+
+/// Where the reader is in the JSON text, as far as white space goes.
+#[derive(Default)]
+struct Spaces {
+    in_string: bool,
+    escaped: bool,
+    run: usize,
+}
+
+/// White space in a row kept as it is; more is passed over.
+const SPACES_KEPT: usize = 64;
+
+impl Spaces {
+    /// Whether `b` goes on to the decoder.
+    fn keep(&mut self, b: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            return true;
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            self.run += 1;
+            return self.run <= SPACES_KEPT;
+        }
+        self.run = 0;
+        self.in_string = b == b'"';
+        true
+    }
+}
+
+impl std::io::Read for FrameReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n == 0 && !buf.is_empty() {
+            if self.chunk.is_empty() {
+                let Some(next) = self.rx.blocking_recv() else {
+                    return Ok(0);
+                };
+                self.read += next.len();
+                if self.read > MAX_BODY_BYTES {
+                    self.over_cap = true;
+                    return Err(std::io::Error::other("the body is larger than the cap"));
+                }
+                self.chunk = next;
+            }
+            let mut used = 0;
+            for &b in self.chunk.iter() {
+                if n == buf.len() {
+                    break;
+                }
+                used += 1;
+                if self.json.keep(b) {
+                    buf[n] = b;
+                    n += 1;
+                }
+            }
+            bytes::Buf::advance(&mut self.chunk, used);
+        }
+        Ok(n)
     }
 }
 
@@ -178,6 +301,25 @@ fn ends_before(wait: Duration, deadline: Instant) -> bool {
 mod tests {
     use super::*;
     use crate::cls::client::testing::{answering, client_of};
+
+    #[test]
+    fn white_space_between_tokens_is_cut_to_a_run_of_64() {
+        let pass = |text: &str| -> String {
+            let mut spaces = Spaces::default();
+            text.bytes()
+                .filter(|b| spaces.keep(*b))
+                .map(char::from)
+                .collect()
+        };
+        let long = " ".repeat(1000);
+        let kept = " ".repeat(SPACES_KEPT);
+        assert_eq!(
+            pass(&format!("{{{long}\"a{long}\\\"{long}\":{long}1}}")),
+            format!("{{{kept}\"a{long}\\\"{long}\":{kept}1}}"),
+            "inside a string (escaped quotes too) nothing is cut"
+        );
+        assert_eq!(pass("[1 2]"), "[1 2]", "tokens stay apart");
+    }
 
     #[test]
     fn a_wait_past_the_end_of_the_clock_ends_after_any_deadline() {
