@@ -80,3 +80,48 @@ fn an_otlp_client_certificate_and_key_that_do_not_fit_are_exit_2_before_listenin
         );
     }
 }
+
+/// The environment the running exporter was given, as /proc shows it.
+fn environ(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The glibc build turns the allocator's per-thread caches off by running
+/// itself again with GLIBC_TUNABLES (the memory of a large org then stays
+/// flat over refreshes): same process, same arguments, serving as usual;
+/// an operator's own tcache setting is left as it is, other tunables
+/// are passed on after ours.
+#[test]
+fn the_glibc_build_runs_without_thread_caches_unless_told_otherwise() {
+    use support::exporter::Exporter;
+    let tunables = |extra: &[(&str, &str)]| {
+        let exporter = Exporter::start("http://127.0.0.1:9", extra);
+        let found: Vec<String> = environ(exporter.pid())
+            .into_iter()
+            .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+            .collect();
+        assert!(exporter.alive());
+        found
+    };
+    if cfg!(target_env = "gnu") {
+        assert_eq!(
+            tunables(&[]),
+            ["GLIBC_TUNABLES=glibc.malloc.tcache_count=0"]
+        );
+        assert_eq!(
+            tunables(&[("GLIBC_TUNABLES", "glibc.malloc.check=0")]),
+            // What /proc shows after the loader read it: it ends each
+            // value in place, so only the first (ours) is visible.
+            ["GLIBC_TUNABLES=glibc.malloc.tcache_count=0"]
+        );
+        assert_eq!(
+            tunables(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=5")]),
+            ["GLIBC_TUNABLES=glibc.malloc.tcache_count=5"]
+        );
+    } else {
+        assert!(tunables(&[]).is_empty());
+    }
+}

@@ -42,6 +42,8 @@ impl StartupError {
 }
 
 pub fn main() -> ExitCode {
+    crate::memory::without_thread_caches();
+    crate::memory::configure_allocator();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())

@@ -24,7 +24,7 @@ pub(crate) const MAX_INFLATED_BYTES: usize = MAX_BODY_BYTES;
 fn decode<T: DeserializeOwned>(
     endpoint: Endpoint,
     path: &str,
-    mut body: impl Read,
+    body: &mut dyn Read,
 ) -> Result<T, ClsError> {
     let error =
         |detail: String| ClsError::new(endpoint, format!("GET {path}"), ErrorKind::Decode(detail));
@@ -40,7 +40,14 @@ fn decode<T: DeserializeOwned>(
     if first[0] != b'{' {
         return Err(error("expected a JSON object".to_owned()));
     }
-    serde_json::from_reader((&first[..]).chain(body)).map_err(|e| error(e.to_string()))
+    parse(&mut (&first[..]).chain(body)).map_err(|e| error(e.to_string()))
+}
+
+/// Every JSON text of the CLS is parsed here, through one kind of reader:
+/// the decoder of each model type then exists once in the binary, not once
+/// per reader (a plain slice, the streamed body, the inflated clients).
+fn parse<T: DeserializeOwned>(text: &mut dyn Read) -> serde_json::Result<T> {
+    serde_json::from_reader(text)
 }
 
 /// One page's items and what its `paginationInfo` says (None without one).
@@ -52,16 +59,16 @@ pub(crate) type DecodedPage<T> = (Vec<T>, Option<PageInfo>);
 pub fn decode_page<P: Page>(
     endpoint: Endpoint,
     path: &str,
-    body: &[u8],
+    mut body: &[u8],
 ) -> Result<DecodedPage<P::Item>, ClsError> {
-    decode_page_from::<P>(endpoint, path, body)
+    decode_page_from::<P>(endpoint, path, &mut body)
 }
 
 /// `decode_page` of a body read as it arrives.
 pub(crate) fn decode_page_from<P: Page>(
     endpoint: Endpoint,
     path: &str,
-    body: impl Read,
+    body: &mut dyn Read,
 ) -> Result<DecodedPage<P::Item>, ClsError> {
     let page: P = decode(endpoint, path, body)?;
     let (items, info) = page.into_parts().map_err(|detail| {
@@ -141,8 +148,7 @@ pub(crate) fn inflate_clients(encoded: &str) -> Result<Vec<LeaseClient>, String>
             .take(MAX_INFLATED_BYTES as u64 + 1),
         count: 0,
     };
-    let parsed =
-        serde_json::from_reader::<_, InflatedClients>(std::io::BufReader::new(&mut inflated));
+    let parsed = parse::<InflatedClients>(&mut std::io::BufReader::new(&mut inflated));
     if inflated.count > MAX_INFLATED_BYTES {
         return Err(format!("inflates to more than {MAX_INFLATED_BYTES} bytes"));
     }
@@ -216,7 +222,8 @@ mod tests {
 
     #[test]
     fn answers_must_be_json_objects() {
-        let decode = |body: &[u8]| decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", body);
+        let decode =
+            |mut body: &[u8]| decode::<VirtualGroupsPage>(Endpoint::VirtualGroups, "/x", &mut body);
         let err = decode(b"[1]").unwrap_err();
         assert_eq!(err.to_string(), "GET /x failed: response is not valid JSON of the expected shape: expected a JSON object");
         assert!(decode(b"{").is_err());

@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn the_whole_page_escapes_what_cls_and_the_settings_send() {
         use crate::snapshot::{EntitlementRow, FeatureUse, ServerFeatureKey, ServerKey};
-        let hostile = |tag: &str| -> std::sync::Arc<str> {
+        let hostile = |tag: &str| -> crate::snapshot::Label {
             format!("{tag}<script>alert(\"x\")</script>&'").into()
         };
         let server = ServerKey {

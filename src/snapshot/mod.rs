@@ -11,7 +11,9 @@ mod keys;
 mod rows;
 
 pub(crate) use dates::parse_date;
-use keys::Interner;
+#[cfg(test)]
+pub(crate) use keys::Label;
+use keys::Texts;
 pub use keys::{EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey};
 pub(crate) use rows::Rows;
 
@@ -102,35 +104,49 @@ impl Snapshot {
                 *build.partial_failures.entry(failure.endpoint).or_default() += 1;
             }
         }
-        Snapshot {
-            collected_at,
-            entitlements: build.entitlements.into(),
-            servers: build.servers.into(),
-            server_features: build.server_features.into(),
-            server_leases: build.server_leases.into(),
-            pool_features: build.pool_features.into(),
-            unattributed_leases: build.unattributed_leases,
-            partial_failures: build.partial_failures,
-        }
+        build.freeze(collected_at)
     }
 }
 
-/// A snapshot being built, in B-trees that sum the rows that meet in one
-/// key, and the one copy of each label value it uses.
-#[derive(Default)]
-struct Build {
-    entitlements: BTreeMap<EntitlementKey, EntitlementRow>,
-    servers: BTreeMap<ServerInfoKey, ()>,
-    server_features: BTreeMap<ServerFeatureKey, FeatureUse>,
-    server_leases: BTreeMap<ServerKey, f64>,
-    pool_features: BTreeMap<PoolFeatureKey, PoolUse>,
-    unattributed_leases: f64,
-    partial_failures: BTreeMap<Endpoint, u64>,
-    labels: Interner,
+/// Rows in key order, with the keys' text moved into the shared one; the
+/// order is kept, since a label compares as the text it was made from.
+fn freeze_rows<K, F: Ord, V>(rows: BTreeMap<K, V>, mut freeze: impl FnMut(&K) -> F) -> Rows<F, V> {
+    let mut frozen = Vec::with_capacity(rows.len());
+    frozen.extend(rows.into_iter().map(|(k, v)| (freeze(&k), v)));
+    Rows::from_sorted(frozen)
 }
 
-impl Build {
-    fn add_entitlements(&mut self, data: &GroupData) {
+/// A snapshot being built, in B-trees that sum the rows that meet in one
+/// key; the keys borrow the API's text, and `labels` records each distinct
+/// value once for the frozen snapshot.
+#[derive(Default)]
+struct Build<'a> {
+    entitlements: BTreeMap<EntitlementKey<&'a str>, EntitlementRow>,
+    servers: BTreeMap<ServerInfoKey<&'a str>, ()>,
+    server_features: BTreeMap<ServerFeatureKey<&'a str>, FeatureUse>,
+    server_leases: BTreeMap<ServerKey<&'a str>, f64>,
+    pool_features: BTreeMap<PoolFeatureKey<&'a str>, PoolUse>,
+    unattributed_leases: f64,
+    partial_failures: BTreeMap<Endpoint, u64>,
+    labels: Texts<'a>,
+}
+
+impl<'a> Build<'a> {
+    fn freeze(self, collected_at: f64) -> Snapshot {
+        let text = self.labels.freeze();
+        Snapshot {
+            collected_at,
+            entitlements: freeze_rows(self.entitlements, |k| k.freeze(&text)),
+            servers: freeze_rows(self.servers, |k| k.freeze(&text)),
+            server_features: freeze_rows(self.server_features, |k| k.freeze(&text)),
+            server_leases: freeze_rows(self.server_leases, |k| k.freeze(&text)),
+            pool_features: freeze_rows(self.pool_features, |k| k.freeze(&text)),
+            unattributed_leases: self.unattributed_leases,
+            partial_failures: self.partial_failures,
+        }
+    }
+
+    fn add_entitlements(&mut self, data: &'a GroupData) {
         let group = &data.group;
         for entitlement in &group.entitlements {
             for key in &entitlement.entitlement_product_keys {
@@ -163,11 +179,11 @@ impl Build {
         }
     }
 
-    fn add_servers<'a>(&mut self, data: &'a GroupData, seen_leases: &mut HashSet<&'a str>) {
+    fn add_servers(&mut self, data: &'a GroupData, seen_leases: &mut HashSet<&'a str>) {
         // Per server: its resolved label key, so capacity, info, pools and
         // leases of one server always carry the same labels.
-        let mut keys: HashMap<&str, ServerKey> = HashMap::new();
-        let mut features_by_id: HashMap<&str, &ServerFeature> = HashMap::new();
+        let mut keys: HashMap<&str, ServerKey<&'a str>> = HashMap::new();
+        let mut features_by_id: HashMap<&str, &'a ServerFeature> = HashMap::new();
         for entry in &data.servers {
             let server = &entry.server;
             let group_id = match non_blank(&server.virtual_group_id) {
@@ -182,7 +198,7 @@ impl Build {
                 name: self.labels.label(&server.name),
             };
             let info = ServerInfoKey {
-                server: key.clone(),
+                server: key,
                 status: self.labels.label(&server.status),
                 deployed_on: self.labels.label(&server.deployed_on),
                 leasing_mode: self.labels.label(&server.leasing_mode),
@@ -191,35 +207,34 @@ impl Build {
             // A server whose leases could not be read has no lease count
             // rather than a count of 0.
             if !data.leases_unknown.contains(server.id.trim()) {
-                self.server_leases.entry(key.clone()).or_insert(0.0);
+                self.server_leases.entry(key).or_insert(0.0);
             }
             for feature in &server.license_server_features {
                 features_by_id.entry(feature.id.as_str()).or_insert(feature);
-                let row = self
-                    .server_features
-                    .entry(self.labels.feature(
-                        &key,
-                        &feature.feature_name,
-                        &feature.product_name,
-                        &feature.license_type,
-                    ))
-                    .or_default();
+                let fkey = self.feature(
+                    key,
+                    &feature.feature_name,
+                    &feature.product_name,
+                    &feature.license_type,
+                );
+                let row = self.server_features.entry(fkey).or_default();
                 row.total = Some(row.total.unwrap_or(0.0) + feature.total_quantity);
                 row.leases_known |= !data.leases_unknown.contains(server.id.trim());
             }
             for pool in &entry.pools {
-                let pool_features: HashMap<&str, &ServerFeature> = server
+                let pool_features: HashMap<&str, &'a ServerFeature> = server
                     .license_server_features
                     .iter()
                     .map(|f| (f.id.as_str(), f))
                     .collect();
                 for pf in &pool.license_pool_features {
                     let feature = pool_features.get(pf.license_server_feature_id.as_str());
-                    let text = |get: fn(&ServerFeature) -> &str| feature.map_or("", |f| get(f));
+                    let text =
+                        |get: fn(&'a ServerFeature) -> &'a str| feature.map_or("", |f| get(f));
                     let usage = self
                         .pool_features
                         .entry(PoolFeatureKey {
-                            server: key.clone(),
+                            server: key,
                             pool_id: self.labels.label(&pool.id),
                             pool_name: self.labels.label(&pool.name),
                             feature: self.labels.label(text(|f| &f.feature_name)),
@@ -247,13 +262,13 @@ impl Build {
         }
     }
 
-    fn add_client<'a>(
+    fn add_client(
         &mut self,
-        data: &GroupData,
+        data: &'a GroupData,
         client: &'a LeaseClient,
-        keys: &HashMap<&str, ServerKey>,
-        features_by_id: &HashMap<&str, &ServerFeature>,
-        only_server: Option<&str>,
+        keys: &HashMap<&str, ServerKey<&'a str>>,
+        features_by_id: &HashMap<&str, &'a ServerFeature>,
+        only_server: Option<&'a str>,
         seen_leases: &mut HashSet<&'a str>,
     ) {
         let props = &client.additional_properties;
@@ -266,7 +281,7 @@ impl Build {
         }
         // A client may name a server the listing did not return: keep its
         // leases under the name the client gives.
-        let key = keys.get(server_id).cloned().unwrap_or_else(|| ServerKey {
+        let key = keys.get(server_id).copied().unwrap_or_else(|| ServerKey {
             group_id: self.labels.label(&data.group.id),
             group_name: self.labels.label(&data.group.name),
             id: self.labels.label(server_id),
@@ -287,8 +302,8 @@ impl Build {
             let feature_name = non_blank(&lease.feature_name)
                 .or_else(|| feature.map(|f| f.feature_name.as_str()))
                 .unwrap_or("");
-            let fkey = self.labels.feature(
-                &key,
+            let fkey = self.feature(
+                key,
                 feature_name,
                 feature.map_or("", |f| &f.product_name),
                 feature.map_or("", |f| &f.license_type),
@@ -296,7 +311,23 @@ impl Build {
             let row = self.server_features.entry(fkey).or_default();
             row.active_leases += count;
             row.leases_known = true;
-            *self.server_leases.entry(key.clone()).or_insert(0.0) += count;
+            *self.server_leases.entry(key).or_insert(0.0) += count;
+        }
+    }
+
+    /// A feature of `server`; the texts are normalised here.
+    fn feature(
+        &mut self,
+        server: ServerKey<&'a str>,
+        feature: &'a str,
+        product: &'a str,
+        license_type: &'a str,
+    ) -> ServerFeatureKey<&'a str> {
+        ServerFeatureKey {
+            server,
+            feature: self.labels.label(feature),
+            product: self.labels.label(product),
+            license_type: self.labels.label(license_type),
         }
     }
 }

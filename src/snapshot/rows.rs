@@ -27,6 +27,13 @@ impl<K: Ord, V> From<BTreeMap<K, V>> for Rows<K, V> {
 }
 
 impl<K: Ord, V> Rows<K, V> {
+    /// Rows already in key order, each key once (a B-tree's, mapped in
+    /// an order-keeping way).
+    pub fn from_sorted(rows: Vec<(K, V)>) -> Self {
+        debug_assert!(rows.windows(2).all(|w| w[0].0 < w[1].0));
+        Rows { rows }
+    }
+
     /// Puts `value` at `key` (in key order), replacing what was there.
     pub fn insert(&mut self, key: K, value: V) {
         match self.rows.binary_search_by(|(k, _)| k.cmp(&key)) {
