@@ -304,6 +304,9 @@ impl<R: Send + Sync + 'static> Inner<R> {
             Err(_) => Err(RefreshError::TimedOut(self.timeout)),
         };
         let duration_seconds = started.elapsed().as_secs_f64();
+        // The decoded answers are gone: their memory serves the render
+        // instead of adding to it (see `memory`).
+        crate::memory::release_free_memory();
         let previous = self.load();
         let mut status = Status {
             duration_seconds,
@@ -358,6 +361,11 @@ impl<R: Send + Sync + 'static> Inner<R> {
             Err(poisoned) => *poisoned.into_inner() = None,
         }
         let _ = done.send(true);
+        // What the previous snapshot and its bodies held, and the render's
+        // transient copies, go back to the system (scrapes that still hold
+        // the previous one free it when they end).
+        drop(previous);
+        crate::memory::release_free_memory();
     }
 }
 

@@ -447,7 +447,7 @@ pub fn refresh_families<'a>(state: &'a Status, api: &ApiStats) -> Vec<Family<'a>
         let pools = || s.pool_features.iter();
         out.extend([
             ENTITLEMENT_TOTAL.family(entitlements().map(|(k, e)| (k, e.total))),
-            SERVER_INFO.family(s.servers.iter().map(|k| (k, 1.0))),
+            SERVER_INFO.family(s.servers.keys().map(|k| (k, 1.0))),
             SERVER_FEATURE_TOTAL.family(features().filter_map(|(k, f)| Some((k, f.total?)))),
             SERVER_FEATURE_ACTIVE.family(
                 features().filter_map(|(k, f)| f.leases_known.then_some((k, f.active_leases))),

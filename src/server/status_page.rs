@@ -326,8 +326,10 @@ mod tests {
     /// escaped: hostile names show as text, never as markup.
     #[test]
     fn the_whole_page_escapes_what_cls_and_the_settings_send() {
-        use crate::snapshot::{EntitlementRow, FeatureUse, ServerKey};
-        let hostile = |tag: &str| format!("{tag}<script>alert(\"x\")</script>&'");
+        use crate::snapshot::{EntitlementRow, FeatureUse, ServerFeatureKey, ServerKey};
+        let hostile = |tag: &str| -> std::sync::Arc<str> {
+            format!("{tag}<script>alert(\"x\")</script>&'").into()
+        };
         let server = ServerKey {
             group_id: "1".into(),
             group_name: hostile("group"),
@@ -336,7 +338,12 @@ mod tests {
         };
         let mut snapshot = Snapshot::default();
         snapshot.server_features.insert(
-            server.feature(&hostile("feature"), "p", "t"),
+            ServerFeatureKey {
+                server,
+                feature: hostile("feature"),
+                product: "p".into(),
+                license_type: "t".into(),
+            },
             FeatureUse {
                 total: Some(4.0),
                 active_leases: 1.0,

@@ -8,16 +8,18 @@
 
 mod dates;
 mod keys;
+mod rows;
 
 pub(crate) use dates::parse_date;
-pub(crate) use keys::label;
+use keys::Interner;
 pub use keys::{EntitlementKey, PoolFeatureKey, ServerFeatureKey, ServerInfoKey, ServerKey};
+pub(crate) use rows::Rows;
 
 use crate::cls::model::{LeaseClient, ServerFeature};
 use crate::cls::{Endpoint, GroupData, OrgData};
 use dates::FAR_FUTURE;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One entitlement row: the quantities of every API row with its label set
 /// summed, their dates merged.
@@ -65,17 +67,17 @@ pub struct PoolUse {
     pub in_use: f64,
 }
 
-/// Sorted maps: the exposition comes out in a stable order, and duplicates
-/// are summed by construction.
+/// Rows sorted by key: the exposition comes out in a stable order, and
+/// duplicates are summed by construction.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Snapshot {
     /// Unix seconds at which the refresh that built this snapshot started.
     pub collected_at: f64,
-    pub entitlements: BTreeMap<EntitlementKey, EntitlementRow>,
-    pub servers: BTreeSet<ServerInfoKey>,
-    pub server_features: BTreeMap<ServerFeatureKey, FeatureUse>,
-    pub server_leases: BTreeMap<ServerKey, f64>,
-    pub pool_features: BTreeMap<PoolFeatureKey, PoolUse>,
+    pub entitlements: Rows<EntitlementKey, EntitlementRow>,
+    pub servers: Rows<ServerInfoKey, ()>,
+    pub server_features: Rows<ServerFeatureKey, FeatureUse>,
+    pub server_leases: Rows<ServerKey, f64>,
+    pub pool_features: Rows<PoolFeatureKey, PoolUse>,
     /// Leases skipped because their client names no server and the group has
     /// more than one.
     pub unattributed_leases: f64,
@@ -90,36 +92,58 @@ fn non_blank(value: &str) -> Option<&str> {
 
 impl Snapshot {
     pub fn build(org: &OrgData, collected_at: f64) -> Snapshot {
-        let mut snap = Snapshot {
-            collected_at,
-            ..Snapshot::default()
-        };
+        let mut build = Build::default();
         // A lease id seen anywhere in the org counts once (Go exporter rule).
         let mut seen_leases: HashSet<&str> = HashSet::new();
         for group in &org.groups {
-            snap.add_entitlements(group);
-            snap.add_servers(group, &mut seen_leases);
+            build.add_entitlements(group);
+            build.add_servers(group, &mut seen_leases);
             for failure in &group.failures {
-                *snap.partial_failures.entry(failure.endpoint).or_default() += 1;
+                *build.partial_failures.entry(failure.endpoint).or_default() += 1;
             }
         }
-        snap
+        Snapshot {
+            collected_at,
+            entitlements: build.entitlements.into(),
+            servers: build.servers.into(),
+            server_features: build.server_features.into(),
+            server_leases: build.server_leases.into(),
+            pool_features: build.pool_features.into(),
+            unattributed_leases: build.unattributed_leases,
+            partial_failures: build.partial_failures,
+        }
     }
+}
 
+/// A snapshot being built, in B-trees that sum the rows that meet in one
+/// key, and the one copy of each label value it uses.
+#[derive(Default)]
+struct Build {
+    entitlements: BTreeMap<EntitlementKey, EntitlementRow>,
+    servers: BTreeMap<ServerInfoKey, ()>,
+    server_features: BTreeMap<ServerFeatureKey, FeatureUse>,
+    server_leases: BTreeMap<ServerKey, f64>,
+    pool_features: BTreeMap<PoolFeatureKey, PoolUse>,
+    unattributed_leases: f64,
+    partial_failures: BTreeMap<Endpoint, u64>,
+    labels: Interner,
+}
+
+impl Build {
     fn add_entitlements(&mut self, data: &GroupData) {
         let group = &data.group;
         for entitlement in &group.entitlements {
             for key in &entitlement.entitlement_product_keys {
                 for feature in &key.entitlement_features {
                     let labels = EntitlementKey {
-                        group_id: label(&group.id),
-                        group_name: label(&group.name),
-                        ems_entitlement_id: label(&entitlement.ems_entitlement_id),
-                        ems_product_key_id: label(&key.ems_product_key_id),
-                        feature: label(&feature.feature_name),
-                        feature_version: label(&feature.feature_version),
-                        product: label(&feature.product_name),
-                        license_type: label(&feature.license_type),
+                        group_id: self.labels.label(&group.id),
+                        group_name: self.labels.label(&group.name),
+                        ems_entitlement_id: self.labels.label(&entitlement.ems_entitlement_id),
+                        ems_product_key_id: self.labels.label(&key.ems_product_key_id),
+                        feature: self.labels.label(&feature.feature_name),
+                        feature_version: self.labels.label(&feature.feature_version),
+                        product: self.labels.label(&feature.product_name),
+                        license_type: self.labels.label(&feature.license_type),
                     };
                     let row = EntitlementRow {
                         total: feature.total_quantity,
@@ -152,17 +176,18 @@ impl Snapshot {
             };
             let group_name = non_blank(&server.virtual_group_name).unwrap_or(&data.group.name);
             let key = ServerKey {
-                group_id: label(group_id),
-                group_name: label(group_name),
-                id: label(&server.id),
-                name: label(&server.name),
+                group_id: self.labels.label(group_id),
+                group_name: self.labels.label(group_name),
+                id: self.labels.label(&server.id),
+                name: self.labels.label(&server.name),
             };
-            self.servers.insert(ServerInfoKey {
+            let info = ServerInfoKey {
                 server: key.clone(),
-                status: label(&server.status),
-                deployed_on: label(&server.deployed_on),
-                leasing_mode: label(&server.leasing_mode),
-            });
+                status: self.labels.label(&server.status),
+                deployed_on: self.labels.label(&server.deployed_on),
+                leasing_mode: self.labels.label(&server.leasing_mode),
+            };
+            self.servers.insert(info, ());
             // A server whose leases could not be read has no lease count
             // rather than a count of 0.
             if !data.leases_unknown.contains(server.id.trim()) {
@@ -172,7 +197,8 @@ impl Snapshot {
                 features_by_id.entry(feature.id.as_str()).or_insert(feature);
                 let row = self
                     .server_features
-                    .entry(key.feature(
+                    .entry(self.labels.feature(
+                        &key,
                         &feature.feature_name,
                         &feature.product_name,
                         &feature.license_type,
@@ -194,11 +220,11 @@ impl Snapshot {
                         .pool_features
                         .entry(PoolFeatureKey {
                             server: key.clone(),
-                            pool_id: label(&pool.id),
-                            pool_name: label(&pool.name),
-                            feature: label(text(|f| &f.feature_name)),
-                            product: label(text(|f| &f.product_name)),
-                            license_type: label(text(|f| &f.license_type)),
+                            pool_id: self.labels.label(&pool.id),
+                            pool_name: self.labels.label(&pool.name),
+                            feature: self.labels.label(text(|f| &f.feature_name)),
+                            product: self.labels.label(text(|f| &f.product_name)),
+                            license_type: self.labels.label(text(|f| &f.license_type)),
                         })
                         .or_default();
                     usage.allotment += pf.total_allotment;
@@ -241,10 +267,10 @@ impl Snapshot {
         // A client may name a server the listing did not return: keep its
         // leases under the name the client gives.
         let key = keys.get(server_id).cloned().unwrap_or_else(|| ServerKey {
-            group_id: label(&data.group.id),
-            group_name: label(&data.group.name),
-            id: label(server_id),
-            name: label(&props.license_server_name),
+            group_id: self.labels.label(&data.group.id),
+            group_name: self.labels.label(&data.group.name),
+            id: self.labels.label(server_id),
+            name: self.labels.label(&props.license_server_name),
         });
         for lease in &client.leases {
             if let Some(id) = non_blank(&lease.lease_id) {
@@ -261,7 +287,8 @@ impl Snapshot {
             let feature_name = non_blank(&lease.feature_name)
                 .or_else(|| feature.map(|f| f.feature_name.as_str()))
                 .unwrap_or("");
-            let fkey = key.feature(
+            let fkey = self.labels.feature(
+                &key,
                 feature_name,
                 feature.map_or("", |f| &f.product_name),
                 feature.map_or("", |f| &f.license_type),

@@ -57,7 +57,7 @@ fn group(id: &str, servers: Vec<LicenseServer>, leases: Vec<LeaseClient>) -> Gro
 fn active(snap: &Snapshot, server: &str, feature: &str) -> Option<f64> {
     snap.server_features
         .iter()
-        .find(|(k, _)| k.server.id == server && k.feature == feature && k.product == "vGPU")
+        .find(|(k, _)| &*k.server.id == server && &*k.feature == feature && &*k.product == "vGPU")
         .map(|(_, v)| v.active_leases)
 }
 
@@ -93,7 +93,7 @@ fn lease_counting_follows_the_go_exporter_rules() {
     let l1_row = snap
         .server_features
         .iter()
-        .find(|(k, _)| k.server.id == "s1" && k.product == "unknown")
+        .find(|(k, _)| &*k.server.id == "s1" && &*k.product == "unknown")
         .map(|(_, v)| *v);
     assert_eq!(
         l1_row,
@@ -109,13 +109,13 @@ fn lease_counting_follows_the_go_exporter_rules() {
     let s3 = snap
         .server_leases
         .iter()
-        .find(|(k, _)| k.id == "s3")
+        .find(|(k, _)| &*k.id == "s3")
         .map(|(_, v)| *v);
     assert_eq!(s3, Some(0.0), "a server without leases reports 0");
     let s1 = snap
         .server_leases
         .iter()
-        .find(|(k, _)| k.id == "s1")
+        .find(|(k, _)| &*k.id == "s1")
         .map(|(_, v)| *v);
     assert_eq!(s1, Some(4.0));
 }
@@ -138,7 +138,7 @@ fn servers_whose_leases_are_unknown_get_no_lease_count() {
     let leases = |id: &str| {
         snap.server_leases
             .iter()
-            .find(|(k, _)| k.id == id)
+            .find(|(k, _)| &*k.id == id)
             .map(|(_, v)| *v)
     };
     assert_eq!((leases("s1"), leases("s2")), (Some(1.0), None));
@@ -146,7 +146,7 @@ fn servers_whose_leases_are_unknown_get_no_lease_count() {
     assert_eq!(
         snap.server_features
             .iter()
-            .find(|(k, _)| k.server.id == "s2")
+            .find(|(k, _)| &*k.server.id == "s2")
             .map(|(_, v)| v.total),
         Some(Some(5.0)),
         "its capacity is still known"
@@ -186,8 +186,14 @@ fn entitlements_of(entitlements: Vec<Entitlement>) -> Vec<(Vec<String>, Entitlem
     data.group.entitlements = entitlements;
     Snapshot::build(&OrgData { groups: vec![data] }, 0.0)
         .entitlements
-        .into_iter()
-        .map(|(k, row)| (vec![k.ems_entitlement_id, k.ems_product_key_id], row))
+        .iter()
+        .map(|(k, row)| {
+            let ids = vec![
+                k.ems_entitlement_id.to_string(),
+                k.ems_product_key_id.to_string(),
+            ];
+            (ids, *row)
+        })
         .collect()
 }
 

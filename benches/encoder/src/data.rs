@@ -6,11 +6,12 @@
 use nvidia_license_server_exporter::harness::ApiStats;
 use nvidia_license_server_exporter::harness::{refresh_families, Family, Status};
 use nvidia_license_server_exporter::harness::{
-    EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerInfoKey, ServerKey,
-    Snapshot,
+    EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerFeatureKey,
+    ServerInfoKey, ServerKey, Snapshot,
 };
 use prometheus_client::metrics::family::Family as PcFamily;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -90,10 +91,10 @@ fn quantity(rng: &mut Rng) -> f64 {
 /// 7 to 10 labels.
 pub fn snapshot(units: usize) -> Snapshot {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut snap = Snapshot {
-        collected_at: 1_767_225_600.0,
-        ..Snapshot::default()
-    };
+    let mut entitlements = BTreeMap::new();
+    let mut servers = BTreeMap::new();
+    let mut server_features = BTreeMap::new();
+    let mut pool_features = BTreeMap::new();
     for i in 0..units {
         let group = i % 40;
         let group_id = (40_000 + group).to_string();
@@ -104,16 +105,16 @@ pub fn snapshot(units: usize) -> Snapshot {
         let license_type = rng.pick(LICENSE_TYPES);
 
         let start = 1_735_689_600.0 + rng.below(31_536_000) as f64;
-        snap.entitlements.insert(
+        entitlements.insert(
             EntitlementKey {
-                group_id: group_id.clone(),
-                group_name: group_name.clone(),
-                ems_entitlement_id: (9_000_000 + i).to_string(),
-                ems_product_key_id: (7_000_000 + i).to_string(),
-                feature: feature.to_owned(),
-                feature_version: version.clone(),
-                product: product.clone(),
-                license_type: license_type.to_owned(),
+                group_id: group_id.as_str().into(),
+                group_name: group_name.as_str().into(),
+                ems_entitlement_id: (9_000_000 + i).to_string().into(),
+                ems_product_key_id: (7_000_000 + i).to_string().into(),
+                feature: feature.into(),
+                feature_version: version.as_str().into(),
+                product: product.as_str().into(),
+                license_type: license_type.into(),
             },
             EntitlementRow {
                 total: quantity(&mut rng),
@@ -127,33 +128,41 @@ pub fn snapshot(units: usize) -> Snapshot {
         let server_id = rng.uuid();
         let server_name = format!("dls-{}-{i:04}", rng.pick(REGIONS));
         let server = ServerKey {
-            group_id,
-            group_name,
-            id: server_id,
-            name: server_name,
+            group_id: group_id.into(),
+            group_name: group_name.into(),
+            id: server_id.into(),
+            name: server_name.into(),
         };
-        snap.servers.insert(ServerInfoKey {
-            server: server.clone(),
-            status: rng.pick(&["ENABLED", "ENABLED", "DISABLED"]).to_owned(),
-            deployed_on: rng.pick(&["CLOUD", "ON_PREMISES"]).to_owned(),
-            leasing_mode: rng.pick(&["STANDARD", "HIGH_AVAILABILITY"]).to_owned(),
-        });
-        snap.server_features.insert(
-            server.feature(feature, &product, license_type),
+        servers.insert(
+            ServerInfoKey {
+                server: server.clone(),
+                status: rng.pick(&["ENABLED", "ENABLED", "DISABLED"]).into(),
+                deployed_on: rng.pick(&["CLOUD", "ON_PREMISES"]).into(),
+                leasing_mode: rng.pick(&["STANDARD", "HIGH_AVAILABILITY"]).into(),
+            },
+            (),
+        );
+        server_features.insert(
+            ServerFeatureKey {
+                server: server.clone(),
+                feature: feature.into(),
+                product: product.as_str().into(),
+                license_type: license_type.into(),
+            },
             FeatureUse {
                 total: Some(quantity(&mut rng)),
                 active_leases: rng.below(500) as f64,
                 leases_known: true,
             },
         );
-        snap.pool_features.insert(
+        pool_features.insert(
             PoolFeatureKey {
                 server,
-                pool_id: rng.uuid(),
-                pool_name: format!("Default pool {i}"),
-                feature: feature.to_owned(),
-                product,
-                license_type: license_type.to_owned(),
+                pool_id: rng.uuid().into(),
+                pool_name: format!("Default pool {i}").into(),
+                feature: feature.into(),
+                product: product.into(),
+                license_type: license_type.into(),
             },
             PoolUse {
                 allotment: quantity(&mut rng),
@@ -161,7 +170,14 @@ pub fn snapshot(units: usize) -> Snapshot {
             },
         );
     }
-    snap
+    Snapshot {
+        collected_at: 1_767_225_600.0,
+        entitlements: entitlements.into(),
+        servers: servers.into(),
+        server_features: server_features.into(),
+        pool_features: pool_features.into(),
+        ..Snapshot::default()
+    }
 }
 
 /// What a successful refresh that built `snapshot` publishes.
