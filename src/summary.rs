@@ -47,8 +47,8 @@ impl Found {
             .server_features
             .iter()
             .filter(|(_, usage)| usage.total.is_some())
-            .map(|(key, _)| key.feature.as_str())
-            .chain(snapshot.entitlements.keys().map(|k| k.feature.as_str()))
+            .map(|(key, _)| &*key.feature)
+            .chain(snapshot.entitlements.keys().map(|k| &*k.feature))
             .collect();
         let nearest_end = snapshot
             .entitlements
@@ -59,10 +59,10 @@ impl Found {
             .map(|(key, end)| NearestEnd {
                 end,
                 days: days_until(now, end),
-                group: key.group_name.clone(),
-                feature: key.feature.clone(),
-                entitlement: key.ems_entitlement_id.clone(),
-                product_key: key.ems_product_key_id.clone(),
+                group: key.group_name.to_string(),
+                feature: key.feature.to_string(),
+                entitlement: key.ems_entitlement_id.to_string(),
+                product_key: key.ems_product_key_id.to_string(),
             });
         Found {
             groups: org.groups.len(),
@@ -250,7 +250,9 @@ mod tests {
     use crate::clock::days_from_civil;
     use crate::cls::error::{ClsError, Endpoint, ErrorKind};
     use crate::cls::walk::{GroupData, ServerData};
-    use crate::snapshot::{EntitlementKey, EntitlementRow, FeatureUse, ServerKey};
+    use crate::snapshot::{
+        EntitlementKey, EntitlementRow, FeatureUse, ServerFeatureKey, ServerKey,
+    };
 
     fn day(y: i64, m: u32, d: u32) -> f64 {
         days_from_civil(y, m, d).unwrap() as f64 * 86_400.0
@@ -287,17 +289,24 @@ mod tests {
             name: id.into(),
         };
         let mut snapshot = Snapshot::default();
+        let mut server_leases = std::collections::BTreeMap::new();
         for (id, feature, leases) in [("s1", "vWS", 30.0), ("s1", "vPC", 2.0), ("s2", "vWS", 0.0)] {
             snapshot.server_features.insert(
-                key(id).feature(feature, "p", "t"),
+                ServerFeatureKey {
+                    server: key(id),
+                    feature: feature.into(),
+                    product: "p".into(),
+                    license_type: "t".into(),
+                },
                 FeatureUse {
                     total: Some(40.0),
                     active_leases: leases,
                     leases_known: true,
                 },
             );
-            *snapshot.server_leases.entry(key(id)).or_default() += leases;
+            *server_leases.entry(key(id)).or_default() += leases;
         }
+        snapshot.server_leases = server_leases.into();
         let entitlement = |pk: &str, feature: &str| EntitlementKey {
             group_name: "Design".into(),
             ems_entitlement_id: "ENT-1".into(),
