@@ -114,7 +114,10 @@ async fn wrong_password_no_password_and_unknown_user_take_the_same_time() {
     );
     // The first refresh runs at start: let it end before timing, so that
     // its work is not in some of the medians.
-    assert_eq!(log_lines(&exporter, "first refresh succeeded").await.len(), 1);
+    assert_eq!(
+        log_lines(&exporter, "first refresh succeeded").await.len(),
+        1
+    );
     let median = |mut v: Vec<Duration>| {
         v.sort();
         v[v.len() / 2]

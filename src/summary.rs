@@ -378,6 +378,21 @@ mod tests {
     }
 
     #[test]
+    fn an_org_without_groups_gets_a_hint_about_the_org_name() {
+        let org = OrgData::default();
+        let found = Found::new(&org, &Snapshot::default(), day(2026, 12, 19));
+        let text = report(Ok(found), &org).text();
+        assert!(
+            text.ends_with(
+                "  entitlements     0
+  no virtual groups: is NVIDIA_ORG_NAME the org the key belongs to?
+"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_failure_is_one_line_saying_why_then_the_calls() {
         let error = RefreshError::Cls(ClsError::new(
             Endpoint::VirtualGroups,
