@@ -1,17 +1,20 @@
 //! `fake-cls` example: runs the fake CLS server for demos and manual testing.
 //!
 //! cargo run --example fake-cls -- [--listen ADDR] [--fixture PATH] [--api-key KEY]
-//!     [--latency-ms N] [--generate GROUPS,SERVERS,LEASES] [--org NAME]
+//!     [--latency-ms N] [--generate GROUPS,SERVERS,LEASES] [--demo] [--org NAME]
 //!     [--page-base 0|1] [--max-page-size N] [--compressed-leases]
 //!     [--leases-all-only] [--leases-plain-only]
 //!
-//! Leases are served at `/leases/all` (what CLS serves today) and at
+//! `--demo` serves the demo org of `scripts/demo` (support/demo_org.rs),
+//! dated from today. Leases are served at `/leases/all` (what CLS serves today) and at
 //! `/leases`. `--leases-plain-only` plays an older deployment that serves
 //! `/leases` alone (`/leases/all` answers 404); `--leases-all-only` one
 //! where `/leases` answers 404.
 
 #[path = "support/canned.rs"]
 mod canned;
+#[path = "support/demo_org.rs"]
+mod demo_org;
 #[path = "support/fake_cls.rs"]
 mod fake_cls;
 
@@ -22,7 +25,7 @@ use std::time::Duration;
 use fake_cls::{generate_org, FakeCls, Paging};
 
 const USAGE: &str = "usage: fake-cls [--listen ADDR] [--fixture PATH] [--api-key KEY] \
-[--latency-ms N] [--generate GROUPS,SERVERS,LEASES] [--org NAME] [--page-base 0|1] \
+[--latency-ms N] [--generate GROUPS,SERVERS,LEASES] [--demo] [--org NAME] [--page-base 0|1] \
 [--max-page-size N] [--compressed-leases] [--leases-all-only] [--leases-plain-only]";
 
 struct Opts {
@@ -31,6 +34,7 @@ struct Opts {
     api_key: String,
     latency_ms: u64,
     generate: Option<(usize, usize, usize)>,
+    demo: bool,
     org: Option<String>,
     page_base: Option<u32>,
     max_page_size: Option<usize>,
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Opts, String> {
         api_key: "demo-key".to_string(),
         latency_ms: 0,
         generate: None,
+        demo: false,
         org: None,
         page_base: None,
         max_page_size: None,
@@ -92,6 +97,7 @@ fn parse_args() -> Result<Opts, String> {
                     _ => return Err(format!("--generate wants GROUPS,SERVERS,LEASES, got {v:?}")),
                 }
             }
+            "--demo" => o.demo = true,
             "--compressed-leases" => o.compressed_leases = true,
             "--leases-all-only" => o.leases_all_only = true,
             "--leases-plain-only" => o.leases_plain_only = true,
@@ -104,6 +110,7 @@ fn parse_args() -> Result<Opts, String> {
 fn load_org(o: &Opts) -> Result<serde_json::Value, String> {
     let mut org = match o.generate {
         Some((g, s, l)) => generate_org(o.org.as_deref().unwrap_or("lic-bench"), g, s, l),
+        None if o.demo => demo_org::demo_org(demo_org::today()),
         None => {
             let text = std::fs::read_to_string(&o.fixture)
                 .map_err(|e| format!("reading {}: {e}", o.fixture))?;

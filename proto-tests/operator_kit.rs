@@ -11,7 +11,8 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::exporter::{http, Exporter};
+use support::demo_org::{date, demo_org, today, EXPIRING_IN_DAYS};
+use support::exporter::{http, refresh_failures, Exporter};
 use support::fake_cls::FakeCls;
 use support::scratch::{free_addr, scratch_dir};
 use support::tools::{output_text, run_bounded, tool};
@@ -243,8 +244,11 @@ async fn real_prometheus_scrapes_every_family_intact() {
 }
 
 /// Headless Chromium (Debian's package) loads the status page from the
-/// running exporter; the DOM has the org, the refresh result, bars and
-/// expiry dates, with hostile text escaped; a screenshot is taken.
+/// running exporter: hostile text escaped; after a failed refresh, the
+/// reason and when it was tried; with the demo org, the org, the refresh
+/// result, bars and expiry dates. The screenshot (the README's, with
+/// SAVE_SCREENSHOT=docs/status-page.png) is of the demo org: names in the
+/// Latin script, which Debian's default fonts cover.
 #[tokio::test]
 async fn status_page_renders_in_headless_chromium() {
     let Some(chromium) = tool("chromium", "apt-get install chromium") else {
@@ -252,18 +256,13 @@ async fn status_page_renders_in_headless_chromium() {
     };
     let cls = FakeCls::start(fixture(), "test-key").await;
     let exporter = Exporter::start(&cls.base_url(), &[("NVIDIA_ORG_NAME", "lic-demo<script>")]);
-    // The org is unknown to the fake under this name: use the default org's
-    // data through a second exporter for the page content, and this one for escaping.
     let page = exporter.get("/").await.text();
     assert!(page.contains("lic-demo&lt;script&gt;"));
     assert!(!page.contains("<script>"));
     drop(exporter);
 
-    let exporter = Exporter::start(&cls.base_url(), &[]);
-    exporter.metrics().await; // the first refresh
     let dir = scratch_dir("chromium");
-    let url = format!("http://{}/", exporter.addr);
-    let run = |extra: &[String]| {
+    let run = |url: &str, extra: &[String]| {
         let out = run_bounded(
             Command::new(&chromium)
                 .args([
@@ -279,7 +278,7 @@ async fn status_page_renders_in_headless_chromium() {
                 ])
                 .arg(format!("--user-data-dir={}", dir.join("profile").display()))
                 .args(extra)
-                .arg(&url),
+                .arg(url),
             None,
             Duration::from_secs(120),
         );
@@ -290,24 +289,46 @@ async fn status_page_renders_in_headless_chromium() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let dom = run(&["--dump-dom".to_owned()]);
-    assert!(dom.contains("<strong>lic-demo</strong>"), "{dom}");
-    assert!(dom.contains("succeeded"));
+    let dump = ["--dump-dom".to_owned()];
+
+    let rejected = Exporter::start(&cls.base_url(), &[("NVIDIA_API_KEY", "wrong-key")]);
+    assert_eq!(refresh_failures(&rejected).await.len(), 1);
+    let dom = run(&format!("http://{}/", rejected.addr), &dump);
+    assert!(dom.contains("<span class=\"fail\">failed</span>"), "{dom}");
+    assert!(dom.contains("<tr><th>Tried</th><td>20"), "{dom}");
     assert!(
-        dom.contains("Zürich \"HQ\" \\ lab\nwest") || dom.contains("Zürich \"HQ\" \\ lab"),
+        dom.contains("GET /virtual-groups failed: HTTP 401: the API key was rejected"),
         "{dom}"
     );
+    assert!(!dom.contains("No data yet") && !dom.contains("wrong-key"));
+    drop(rejected);
+
+    let demo = FakeCls::start(demo_org(today()), "test-key").await;
+    let exporter = Exporter::start(&demo.base_url(), &[]);
+    exporter.metrics().await; // the first refresh, done
+    let url = format!("http://{}/", exporter.addr);
+    let dom = run(&url, &dump);
+    assert!(dom.contains("<strong>lic-demo</strong>"), "{dom}");
+    assert!(dom.contains("succeeded"));
+    assert!(dom.contains("<td>Design Studio</td><td>cls-eu-west-1</td><td>Quadro-Virtual-DWS</td>"));
     assert!(
-        dom.contains("style=\"width:37.5%\""),
-        "bar for 3 of 8 leases"
+        dom.contains("style=\"width:81.2%\""),
+        "bar for 52 of 64 leases"
     );
-    assert!(dom.contains("3 / 8"));
-    assert!(dom.contains("2027-12-31"), "expiry date shown");
+    assert!(dom.contains("52 / 64"));
+    let expiring = format!(
+        "<span class=\"soon\">{} ({EXPIRING_IN_DAYS} days)</span>",
+        date(today() + EXPIRING_IN_DAYS)
+    );
+    assert!(dom.contains(&expiring), "{expiring} in {dom}");
     let shot = dir.join("status-page.png");
-    run(&[
-        format!("--screenshot={}", shot.display()),
-        "--window-size=1280,1100".to_owned(),
-    ]);
+    run(
+        &url,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1040".to_owned(),
+        ],
+    );
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,

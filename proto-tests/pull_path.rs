@@ -453,8 +453,11 @@ async fn stale_snapshot_is_served_with_up_zero_when_a_refresh_fails() {
 #[tokio::test]
 async fn concurrent_scrapes_share_one_refresh() {
     let cls = fake().await;
-    let exporter = Exporter::start(&cls.base_url(), &[]);
+    // Held before the exporter starts: the first refresh begins at start
+    // (the warm start), and the scrapes below must find it still running
+    // and join it, not find a fresh cache.
     cls.hold();
+    let exporter = Exporter::start(&cls.base_url(), &[]);
     let mut scrapes = Vec::new();
     for _ in 0..20 {
         let addr = exporter.addr;

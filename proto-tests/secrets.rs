@@ -1,7 +1,8 @@
 //! The API key and the OTLP header values are secrets: every byte the
 //! exporter writes anywhere is collected under sentinel values, and neither
-//! may appear in it. The one place an OTLP header value belongs is the header
-//! of the request to the collector, and the test checks it is there.
+//! may appear in it (`check` included, both formats). The one place an OTLP
+//! header value belongs is the header of the request to the collector, and
+//! the test checks it is there.
 
 mod support;
 
@@ -126,6 +127,35 @@ async fn everything_from(exporter: &mut Exporter) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Stdout and stderr of `check` in both formats against `base_url`, with
+/// the sentinel key, at debug; run off the runtime that serves the fake.
+async fn check_outputs(base_url: &str, what: &str) -> Vec<(String, Vec<u8>)> {
+    let base_url = base_url.to_owned();
+    let what = what.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let env = [
+            ("NVIDIA_API_KEY", KEY),
+            ("NVIDIA_ORG_NAME", "lic-demo"),
+            ("NVIDIA_API_BASE_URL", &base_url),
+            ("LOG_LEVEL", "debug"),
+            ("SCRAPE_TIMEOUT", "5s"),
+        ];
+        let mut out = Vec::new();
+        for args in [&["check"][..], &["check", "-output", "json"]] {
+            let (_, stdout, stderr) = run_to_end(&env, args);
+            assert!(
+                stdout.contains("lic-demo"),
+                "{what} {args:?}: a report: {stdout}"
+            );
+            out.push((format!("{what} {args:?} stdout"), stdout.into_bytes()));
+            out.push((format!("{what} {args:?} stderr"), stderr.into_bytes()));
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
 fn assert_absent(outputs: &[(String, Vec<u8>)], secret: &str) {
     for (what, bytes) in outputs {
         let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
@@ -148,6 +178,7 @@ async fn neither_the_api_key_nor_an_otlp_header_appears_in_any_output() {
     let mut exporter = Exporter::start(&cls.base_url(), &env);
     let pushed = wait_for_requests(&otlp, 2).await;
     let mut outputs = everything_from(&mut exporter).await;
+    outputs.extend(check_outputs(&cls.base_url(), "check, key accepted").await);
     let text = String::from_utf8_lossy(&pushed).into_owned();
     assert!(
         text.contains("nvidia_cls_up"),
@@ -181,6 +212,8 @@ async fn neither_the_api_key_nor_an_otlp_header_appears_in_any_output() {
         "401 is explained: {stderr}"
     );
     outputs.extend(failed);
+    outputs.extend(check_outputs(&cls.base_url(), "check, key rejected").await);
+    outputs.extend(check_outputs(&unreachable, "check, CLS unreachable").await);
 
     // 3. Commands that end at once: help, version, bad settings (the key
     //    in the environment and as a flag), a malformed OTLP header whose

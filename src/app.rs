@@ -5,18 +5,24 @@
 //! loaded and checked before the port is bound: a bad one is exit 2 with
 //! one line, and no `listening` line before it. A failure of the running
 //! exporter (the port is taken) is exit 1, reported once.
+//!
+//! The first refresh starts as soon as the port is bound (a warm start), so
+//! that a bad key or an unreachable CLS shows in the log within seconds,
+//! not at the first scrape. `check` runs that one refresh and reports it.
 
 use crate::cache::{Cache, RefreshError, RefreshFn, RenderFn, Status};
 use crate::cls::{ApiStats, ClientSettings, ClsClient};
-use crate::config::{self, duration, Command, Config, LogFormat, LogLevel};
+use crate::config::{self, duration, CheckOutput, Command, Config, LogFormat, LogLevel};
 use crate::metrics::exposition::Rendered;
 use crate::metrics::families::{refresh_families, BUILD};
 use crate::metrics::live::PushStats;
 use crate::server::{healthcheck, listen, web_config, AppState, Bodies};
 use crate::snapshot::Snapshot;
+use crate::summary::{partial_failures, Found, Report};
 use crate::{otlp, server};
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const NAME: &str = env!("CARGO_PKG_NAME");
@@ -75,6 +81,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Healthcheck(config)) => healthcheck::run(&config),
+        Ok(Command::Check(config, output)) => check(config, output),
         Ok(Command::Run(config)) => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => error.exit_code(),
@@ -202,21 +209,7 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
     // rejects, a key that cannot be a header, an OTLP endpoint tonic cannot
     // parse) before anything is bound.
     let stats = Arc::new(ApiStats::default());
-    let client = ClsClient::new(
-        ClientSettings {
-            base_url: config.api_base_url.clone(),
-            api_key: config.api_key.expose().to_owned(),
-            org_name: config.org_name.clone(),
-            service_instance_id: config.service_instance_id.clone(),
-            parallelism: config.parallelism as usize,
-            page_size: config.cls_page_size,
-            extra_roots,
-            proxy: config.https_proxy.clone(),
-            no_proxy: config.no_proxy.clone(),
-        },
-        stats.clone(),
-    )
-    .map_err(StartupError::Input)?;
+    let client = cls_client(&config, extra_roots, stats.clone()).map_err(StartupError::Input)?;
     let transport = otlp
         .as_ref()
         .map(|material| otlp::Transport::new(&config.otel, material))
@@ -252,6 +245,13 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
         basic_auth = web.auth.is_some(),
         "{NAME} {} listening", BUILD.version
     );
+    // The warm start: the first refresh runs now. A scrape that comes
+    // meanwhile joins it (single-flight); its result is logged at once
+    // (`refresher` on success, the cache's warning on failure).
+    let warm = cache.clone();
+    tokio::spawn(async move {
+        warm.get().await;
+    });
     let push_stats = transport.as_ref().map(|_| Arc::new(PushStats::default()));
     let push = match (transport, &push_stats) {
         (Some(transport), Some(push_stats)) => Some(otlp::Push::start(
@@ -281,12 +281,40 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// The CLS client of the settings; an error is a setting it cannot use.
+fn cls_client(
+    config: &Config,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    stats: Arc<ApiStats>,
+) -> Result<ClsClient, String> {
+    ClsClient::new(
+        ClientSettings {
+            base_url: config.api_base_url.clone(),
+            api_key: config.api_key.expose().to_owned(),
+            org_name: config.org_name.clone(),
+            service_instance_id: config.service_instance_id.clone(),
+            parallelism: config.parallelism as usize,
+            page_size: config.cls_page_size,
+            extra_roots,
+            proxy: config.https_proxy.clone(),
+            no_proxy: config.no_proxy.clone(),
+        },
+        stats,
+    )
+}
+
 /// Fetches the org and builds a snapshot; a failed sub-resource is logged
 /// here and left out (partial refresh), a failed group listing fails it all.
+/// The first refresh that succeeds at once says what it found, at info: the
+/// line an operator looks for after starting the exporter (later ones only
+/// at debug, from the cache).
 fn refresher(client: ClsClient) -> RefreshFn {
+    let first = Arc::new(AtomicBool::new(true));
     Arc::new(move |deadline| {
         let client = client.clone();
+        let first = first.swap(false, Ordering::Relaxed);
         Box::pin(async move {
+            let started = tokio::time::Instant::now();
             let collected_at = crate::clock::unix_now();
             let org = client
                 .fetch_org(deadline)
@@ -298,9 +326,82 @@ fn refresher(client: ClsClient) -> RefreshFn {
                     "partial refresh, publishing without this part: {failure}"
                 );
             }
-            Ok(Snapshot::build(&org, collected_at))
+            let snapshot = Snapshot::build(&org, collected_at);
+            if first {
+                tracing::info!(
+                    duration_seconds = started.elapsed().as_secs_f64(),
+                    partial_failures = org.groups.iter().map(|g| g.failures.len()).sum::<usize>(),
+                    "first refresh succeeded: {}",
+                    Found::new(&org, &snapshot, collected_at)
+                );
+            }
+            Ok(snapshot)
         })
     })
+}
+
+/// The `check` subcommand: the files the settings name and the client, as
+/// for serving (a bad one is exit 2), then one refresh within SCRAPE_TIMEOUT
+/// and its report on stdout; exit 0 when the org was read (parts of it may
+/// have failed: the report lists them), 1 when it could not be.
+fn check(config: Config, output: CheckOutput) -> ExitCode {
+    let stats = Arc::new(ApiStats::default());
+    let client = match Files::load(&config)
+        .and_then(|files| cls_client(&config, files.extra_roots, stats.clone()))
+    {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("{NAME}: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    install_panic_hook(&config);
+    init_logging(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let timeout = config.scrape_timeout;
+    let (result, elapsed) = runtime.block_on(async {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let result = match tokio::time::timeout_at(deadline, client.fetch_org(deadline)).await {
+            Ok(Ok(org)) => Ok(org),
+            Ok(Err(e)) => Err(RefreshError::Cls(e)),
+            Err(_) => Err(RefreshError::TimedOut(timeout)),
+        };
+        (result, started.elapsed())
+    });
+    let now = crate::clock::unix_now();
+    let report = Report {
+        org: &config.org_name,
+        outcome: match &result {
+            Ok(org) => Ok(Found::new(org, &Snapshot::build(org, now), now)),
+            Err(e) => Err(e),
+        },
+        partial_failures: result
+            .as_ref()
+            .map_or_else(|_| Vec::new(), partial_failures),
+        api_calls: stats.request_total(),
+        pages: stats.pages(),
+        retries: stats.retries(),
+        duration_seconds: elapsed.as_secs_f64(),
+    };
+    match output {
+        CheckOutput::Text => print!("{}", report.text()),
+        CheckOutput::Json => println!("{}", report.json()),
+    }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// The listener's bodies for a new status: the refresh part rendered once.

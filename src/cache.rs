@@ -7,7 +7,7 @@
 //! that disconnects cannot cancel the refresh others wait for.
 
 use crate::clock::unix_now;
-use crate::cls::error::ClsError;
+use crate::cls::error::{ClsError, ErrorKind};
 use crate::snapshot::Snapshot;
 use std::fmt;
 use std::future::Future;
@@ -51,6 +51,82 @@ impl fmt::Display for RefreshError {
     }
 }
 
+/// What a failed refresh means to the person who runs the exporter: the
+/// `check` subcommand says it (and prints its `label` for scripts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// HTTP 401.
+    KeyRejected,
+    /// HTTP 403.
+    KeyLacksAccess,
+    /// No connection, a name that does not resolve, an exchange cut short.
+    Unreachable,
+    /// The TLS handshake failed.
+    Tls,
+    /// A request or the whole refresh ran out of time.
+    Timeout,
+    /// Another HTTP status.
+    HttpStatus,
+    /// An answer the exporter cannot read (not JSON, too large).
+    BadAnswer,
+    /// A request that cannot be made (an id too long for a URI).
+    BadRequest,
+}
+
+impl FailureKind {
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Self::KeyRejected => "key_rejected",
+            Self::KeyLacksAccess => "key_lacks_access",
+            Self::Unreachable => "unreachable",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::HttpStatus => "http_status",
+            Self::BadAnswer => "bad_answer",
+            Self::BadRequest => "bad_request",
+        }
+    }
+
+    /// A few words that lead the line saying why.
+    pub(crate) const fn words(self) -> &'static str {
+        match self {
+            Self::KeyRejected => "the API key was rejected",
+            Self::KeyLacksAccess => "the API key lacks access",
+            Self::Unreachable => "CLS is unreachable",
+            Self::Tls => "the TLS handshake with CLS failed",
+            Self::Timeout => "CLS did not answer in time",
+            Self::HttpStatus => "CLS answered with an error",
+            Self::BadAnswer => "CLS sent an answer that cannot be read",
+            Self::BadRequest => "a request cannot be made",
+        }
+    }
+}
+
+impl RefreshError {
+    pub(crate) fn kind(&self) -> FailureKind {
+        match self {
+            RefreshError::TimedOut(_) => FailureKind::Timeout,
+            RefreshError::Cls(e) => match e.kind {
+                ErrorKind::Status(401) => FailureKind::KeyRejected,
+                ErrorKind::Status(403) => FailureKind::KeyLacksAccess,
+                ErrorKind::Status(_) => FailureKind::HttpStatus,
+                ErrorKind::Transport(_) => FailureKind::Unreachable,
+                ErrorKind::Tls(_) => FailureKind::Tls,
+                ErrorKind::Timeout => FailureKind::Timeout,
+                ErrorKind::TooLarge(_) | ErrorKind::Decode(_) => FailureKind::BadAnswer,
+                ErrorKind::Request(_) => FailureKind::BadRequest,
+            },
+        }
+    }
+
+    /// The reason with its cause chain on one line (control characters
+    /// are spaces), as the log, the status page and `check` show it. It
+    /// never holds the key: no error message is made with it.
+    pub(crate) fn reason(&self) -> String {
+        crate::cause::chain(self).replace(char::is_control, " ")
+    }
+}
+
 impl std::error::Error for RefreshError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -80,8 +156,33 @@ pub struct Status {
 pub(crate) struct Published<R> {
     pub status: Status,
     pub rendered: R,
+    /// The latest attempt, for the status page; None before the first.
+    pub last_attempt: Option<Attempt>,
     /// When the latest attempt ended; None before the first one.
     attempted_at: Option<Instant>,
+}
+
+#[cfg(test)]
+impl<R> Published<R> {
+    /// What the cache would publish after an attempt (or before any, with
+    /// None): for the tests of the pages that show it.
+    pub(crate) fn of(status: Status, rendered: R, last_attempt: Option<Attempt>) -> Self {
+        Published {
+            status,
+            rendered,
+            last_attempt,
+            attempted_at: None,
+        }
+    }
+}
+
+/// A refresh attempt as the status page tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Attempt {
+    /// Unix seconds at which it ended.
+    pub ended_at: f64,
+    /// Why it failed ([`RefreshError::reason`]); None when it succeeded.
+    pub error: Option<String>,
 }
 
 pub(crate) struct Cache<R> {
@@ -124,6 +225,7 @@ impl<R: Send + Sync + 'static> Cache<R> {
                 published: RwLock::new(Arc::new(Published {
                     status,
                     rendered,
+                    last_attempt: None,
                     attempted_at: None,
                 })),
                 inflight: Mutex::new(None),
@@ -133,6 +235,11 @@ impl<R: Send + Sync + 'static> Cache<R> {
                 timeout,
             }),
         }
+    }
+
+    /// CACHE_TTL: how long an attempt is served before the next.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.inner.ttl
     }
 
     /// What is published now, without refreshing.
@@ -208,6 +315,7 @@ impl<R: Send + Sync + 'static> Inner<R> {
             last_success: previous.status.last_success,
             ..Status::default()
         };
+        let mut error_reason = None;
         match result {
             Ok(snapshot) => {
                 status.up = true;
@@ -225,18 +333,23 @@ impl<R: Send + Sync + 'static> Inner<R> {
                     .map_or(started_wall, |s| s.collected_at)
                     .floor();
                 status.failures += 1;
+                let reason = error.reason();
                 tracing::warn!(
                     duration_seconds,
                     stale = status.snapshot.is_some(),
-                    "refresh failed: {}",
-                    crate::cause::chain(&error)
+                    "refresh failed: {reason}"
                 );
+                error_reason = Some(reason);
             }
         }
         let rendered = (self.render)(&status);
         let published = Arc::new(Published {
             status,
             rendered,
+            last_attempt: Some(Attempt {
+                ended_at: unix_now(),
+                error: error_reason,
+            }),
             attempted_at: Some(Instant::now()),
         });
         match self.published.write() {
@@ -380,6 +493,58 @@ mod tests {
         ));
         assert_eq!((second.status.successes, second.status.failures), (1, 1));
         assert!(second.status.last_success.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_attempt_says_why_it_failed_until_one_succeeds() {
+        let plan = vec![(Duration::ZERO, false), (Duration::ZERO, true)];
+        let (cache, _) = cache(plan, 10, 5);
+        assert_eq!(cache.current().last_attempt, None, "before the first");
+        let failed = cache.get().await;
+        let attempt = failed.last_attempt.clone().unwrap();
+        assert_eq!(
+            attempt.error.as_deref(),
+            Some("refresh did not finish within SCRAPE_TIMEOUT (0.0s)")
+        );
+        assert!(attempt.ended_at >= failed.status.timestamp);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(cache.get().await.last_attempt.as_ref().unwrap().error, None);
+    }
+
+    #[test]
+    fn failures_are_told_by_what_the_user_can_do_about_them() {
+        let cls = |kind| {
+            RefreshError::Cls(ClsError::new(
+                crate::cls::Endpoint::VirtualGroups,
+                "GET /virtual-groups",
+                kind,
+            ))
+        };
+        let cases = [
+            (cls(ErrorKind::Status(401)), FailureKind::KeyRejected),
+            (cls(ErrorKind::Status(403)), FailureKind::KeyLacksAccess),
+            (cls(ErrorKind::Status(503)), FailureKind::HttpStatus),
+            (
+                cls(ErrorKind::Transport("refused".into())),
+                FailureKind::Unreachable,
+            ),
+            (
+                cls(ErrorKind::Tls("UnknownIssuer".into())),
+                FailureKind::Tls,
+            ),
+            (cls(ErrorKind::Timeout), FailureKind::Timeout),
+            (
+                RefreshError::TimedOut(Duration::from_secs(20)),
+                FailureKind::Timeout,
+            ),
+            (cls(ErrorKind::Decode("x".into())), FailureKind::BadAnswer),
+            (cls(ErrorKind::Request("x".into())), FailureKind::BadRequest),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+        let multi_line = cls(ErrorKind::Transport("a\nb\rc".into()));
+        assert_eq!(multi_line.reason(), "GET /virtual-groups failed: a b c");
     }
 
     #[tokio::test(start_paused = true)]

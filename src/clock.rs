@@ -59,6 +59,13 @@ pub(crate) fn format_date(unix: f64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Calendar days (UTC) from the date of `now` to the date of `then`: every
+/// time of one day is the same number of days away, so an end date written
+/// as `2027-12-31` and one written as `2027-12-31T23:59:59Z` agree.
+pub(crate) fn days_until(now: f64, then: f64) -> i64 {
+    (then / 86_400.0).floor() as i64 - (now / 86_400.0).floor() as i64
+}
+
 /// Unix seconds → `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn format_time(unix: f64) -> String {
     let secs = unix.floor() as i64;
@@ -93,6 +100,21 @@ mod tests {
         assert_eq!(
             format_time(1_735_689_600.0 + 3661.5),
             "2025-01-01 01:01:01 UTC"
+        );
+    }
+
+    #[test]
+    fn days_until_counts_calendar_days_whatever_the_time_of_day() {
+        let day = |y, m, d| days_from_civil(y, m, d).unwrap() as f64 * 86_400.0;
+        let end = day(2027, 12, 31);
+        let now = day(2027, 12, 1) + 13.0 * 3600.0;
+        assert_eq!(days_until(now, end), 30);
+        assert_eq!(days_until(now, end + 86_399.0), 30, "23:59:59 of that day");
+        assert_eq!(days_until(now, day(2027, 12, 1)), 0, "today");
+        assert_eq!(
+            days_until(now, day(2027, 11, 30) + 86_399.0),
+            -1,
+            "yesterday"
         );
     }
 

@@ -10,6 +10,7 @@
 //! - `metrics`: the metric table, the live families, the text encoder;
 //! - `server`: the HTTP listener, the status page, the healthcheck;
 //! - `otlp`: the same families pushed to an OpenTelemetry collector;
+//! - `summary`: what a refresh found, as `check` and the log tell it;
 //! - `app`: the wiring; shared helpers: `tls`, `retry`, `clock`, `cause`,
 //!   `encoding`, `memory`.
 //!
@@ -37,6 +38,7 @@ mod otlp;
 mod retry;
 mod server;
 mod snapshot;
+mod summary;
 mod tls;
 
 /// What the fuzz targets and the benchmarks drive: decoding CLS answers,
@@ -51,7 +53,7 @@ pub mod harness {
     pub use crate::cls::stats::ApiStats;
     pub use crate::cls::walk::{GroupData, OrgData, ServerData};
     pub use crate::config::duration::{format_go_duration, parse_go_duration};
-    pub use crate::config::{parse, Command};
+    pub use crate::config::{parse, CheckOutput, Command};
     pub use crate::metrics::exposition::live_text;
     pub use crate::metrics::families::{self, refresh_families};
     pub use crate::metrics::family::{Desc, Family, Kind, Labels, Metric, Sample};

@@ -121,7 +121,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Command::Healthcheck(config)) => {
             let _ = format!("{config:?}");
         }
-        Ok(Command::Run(config)) => {
+        Ok(Command::Run(config)) | Ok(Command::Check(config, _)) => {
             // Debug output goes to logs: it must render.
             let _ = format!("{config:?}");
             for d in [

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod canned;
+pub mod demo_org;
 pub mod exporter;
 pub mod exposition;
 pub mod fake_cls;

@@ -43,8 +43,12 @@ pub struct ClsError {
 pub enum ErrorKind {
     /// The API answered with a non-2xx status.
     Status(u16),
-    /// Connecting, TLS or the HTTP exchange failed; the text is the cause chain.
+    /// Connecting or the HTTP exchange failed; the text is the cause chain.
     Transport(String),
+    /// The TLS handshake failed (a certificate the roots do not trust, no
+    /// protocol in common): apart from `Transport` because the fix differs
+    /// (NVIDIA_API_CA_FILE, a TLS-inspecting proxy), and `check` says so.
+    Tls(String),
     /// The request could not be made (a URI too long for HTTP, a service
     /// instance id that cannot be a header value): the same again would fail.
     Request(String),
@@ -54,6 +58,39 @@ pub enum ErrorKind {
     TooLarge(usize),
     /// The body was not the JSON we can read.
     Decode(String),
+}
+
+impl ErrorKind {
+    /// A failed exchange: `Tls` when rustls refused the handshake, else
+    /// `Transport`; either with the whole cause chain.
+    pub(crate) fn of_transport(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+        let chain = crate::cause::chain(error);
+        if is_tls(error) {
+            ErrorKind::Tls(chain)
+        } else {
+            ErrorKind::Transport(chain)
+        }
+    }
+}
+
+/// Whether a rustls error is in the cause chain. hyper-rustls hands it on
+/// inside an `io::Error` (inside another one), whose `source()` skips the
+/// error it wraps: an `io::Error` is looked into instead.
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 impl ClsError {
@@ -78,7 +115,7 @@ impl ClsError {
     pub fn retryable(&self) -> bool {
         match self.kind {
             ErrorKind::Status(code) => matches!(code, 429 | 500 | 502 | 503 | 504),
-            ErrorKind::Transport(_) | ErrorKind::Timeout => true,
+            ErrorKind::Transport(_) | ErrorKind::Tls(_) | ErrorKind::Timeout => true,
             ErrorKind::Request(_) | ErrorKind::TooLarge(_) | ErrorKind::Decode(_) => false,
         }
     }
@@ -108,7 +145,7 @@ impl fmt::Display for ClsError {
                 "HTTP 403: the API key lacks access; it needs the \"Licensing State\" access type for this org",
             ),
             ErrorKind::Status(code) => write!(f, "HTTP {code}"),
-            ErrorKind::Transport(cause) => write!(f, "{}", shorten(cause)),
+            ErrorKind::Transport(cause) | ErrorKind::Tls(cause) => write!(f, "{}", shorten(cause)),
             ErrorKind::Request(cause) => {
                 write!(f, "the request cannot be made: {}", shorten(cause))
             }
@@ -143,6 +180,23 @@ mod tests {
         }
         let request = ClsError::new(Endpoint::Leases, "GET /x", ErrorKind::Request("x".into()));
         assert!(!request.retryable());
+    }
+
+    #[test]
+    fn a_rustls_error_inside_an_io_error_is_a_tls_failure() {
+        // As hyper-rustls hands it on: an io::Error in an io::Error.
+        let tls = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        assert!(
+            matches!(ErrorKind::of_transport(&tls), ErrorKind::Tls(t) if t.contains("UnknownIssuer"))
+        );
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            ErrorKind::of_transport(&refused),
+            ErrorKind::Transport("refused".into())
+        );
     }
 
     #[test]

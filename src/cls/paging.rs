@@ -60,6 +60,7 @@ impl ClsClient {
             let (batch, info) = self
                 .get_page::<P>(endpoint, &path, &query, instance, deadline)
                 .await?;
+            self.inner.stats.count_page();
             let batch_len = batch.len();
             let mut fresh = 0;
             for item in batch {

@@ -65,6 +65,7 @@ impl ClsClient {
                 wait_ms = wait.as_millis() as u64,
                 "retrying: {error}"
             );
+            self.inner.stats.count_retry();
             tokio::time::sleep(wait).await;
         }
     }
@@ -112,7 +113,7 @@ impl ClsClient {
                 .http
                 .request(request)
                 .await
-                .map_err(|e| (ErrorKind::Transport(crate::cause::chain(&e)), None, None))?;
+                .map_err(|e| (ErrorKind::of_transport(&e), None, None))?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()

@@ -3,6 +3,7 @@
 
 use super::error::Endpoint;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Why a paged listing stopped early instead of at its natural end.
@@ -44,6 +45,10 @@ fn code_label(status: Option<u16>) -> &'static str {
 pub struct ApiStats {
     requests: Mutex<BTreeMap<(Endpoint, Option<u16>), u64>>,
     guards: Mutex<BTreeMap<(Endpoint, PageGuard), u64>>,
+    /// Pages read and attempts repeated, for `check`'s summary. Plain
+    /// counters (atomics): nothing reads them together with the maps.
+    pages: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl ApiStats {
@@ -58,6 +63,31 @@ impl ApiStats {
         if let Ok(mut map) = self.guards.lock() {
             *map.entry((endpoint, guard)).or_default() += 1;
         }
+    }
+
+    /// One page of a listing read and decoded.
+    pub fn count_page(&self) {
+        self.pages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request about to be sent again after a failed attempt.
+    pub fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pages read since start.
+    pub fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Attempts repeated since start.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent since start (every attempt), whatever their answer.
+    pub fn request_total(&self) -> u64 {
+        self.requests().iter().map(|(_, _, n)| n).sum()
     }
 
     /// (endpoint, code label, count), sorted.
@@ -96,5 +126,18 @@ mod tests {
             ]
         );
         assert_eq!(code_label(Some(1000)), "error", "not an HTTP status");
+        assert_eq!(stats.request_total(), 3);
+    }
+
+    #[test]
+    fn pages_and_retries_are_counted_apart_from_requests() {
+        let stats = ApiStats::default();
+        stats.count_page();
+        stats.count_page();
+        stats.count_retry();
+        assert_eq!(
+            (stats.pages(), stats.retries(), stats.request_total()),
+            (2, 1, 0)
+        );
     }
 }

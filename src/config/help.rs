@@ -9,9 +9,15 @@ pub(crate) fn text() -> String {
     let name = env!("CARGO_PKG_NAME");
     let mut out = format!(
         "{name} exports NVIDIA Cloud License Service data as Prometheus metrics and over OTLP.\n\n\
-         Usage:\n  {name} [flags]\n  {name} healthcheck [flags]\n\n\
-         Subcommands:\n  healthcheck\n        GET /healthz on the local listener (LISTEN_ADDRESS); exit 0 when it answers 200.\n        \
+         Usage:\n  {name} [flags]\n  {name} check [-output text|json] [flags]\n  {name} healthcheck [flags]\n\n\
+         Subcommands:\n  check\n        Reads CLS once with the same settings and prints what it found (org, counts,\n        \
+         nearest end date, API calls, each part that failed), as text or with -output json\n        \
+         as one JSON object. Serves nothing. Exit 0: CLS was read; 1: it could not be (one\n        \
+         line says why); 2: bad settings.\n  \
+         healthcheck\n        GET /healthz on the local listener (LISTEN_ADDRESS); exit 0 when it answers 200.\n        \
          Reads the same flags and environment; NVIDIA_API_KEY and NVIDIA_ORG_NAME are not needed.\n\n\
+         Exit status of the exporter: 0 after SIGTERM or SIGINT, 1 when it cannot run (the port\n\
+         is in use, ...), 2 on bad settings or unusable files they name.\n\n\
          Flags take -name value, -name=value, --name value or --name=value; a bare boolean\n\
          flag means true. A flag wins over its environment variable, which wins over the\n\
          default. An empty environment variable counts as unset.\n  -h, --help\n        print this help\n  \
@@ -59,6 +65,7 @@ mod tests {
     #[test]
     fn help_lists_every_setting_with_its_default() {
         let help = text();
+        let name = env!("CARGO_PKG_NAME");
         for s in SETTINGS {
             for name in std::iter::once(&s.env).chain(s.aliases) {
                 assert!(help.contains(name), "{name} missing from help");
@@ -81,6 +88,8 @@ mod tests {
             "  HTTPS_PROXY or https_proxy\n",
             "  OTEL_EXPORTER_OTLP_TIMEOUT (default 10000)\n",
             "  healthcheck\n",
+            "  check\n",
+            &*format!("  {name} check [-output text|json] [flags]\n"),
         ] {
             assert!(help.contains(line), "{line:?} missing from help:\n{help}");
         }

@@ -26,7 +26,7 @@ mod raw;
 mod settings;
 mod values;
 
-use raw::Gathered;
+use raw::{Gathered, Subcommand};
 use values::choose;
 
 /// Reads flags and environment, then validates them. `args` excludes argv[0].
@@ -38,10 +38,14 @@ pub fn parse(
     match raw::gather(args, env)? {
         Gathered::Help => Ok(Command::Help(help::text())),
         Gathered::Version => Ok(Command::Version),
-        Gathered::Raw(raw) if raw.healthcheck => {
-            Ok(Command::Healthcheck(build::healthcheck(&raw)?))
-        }
-        Gathered::Raw(raw) => Ok(Command::Run(build::run(&raw, read_file)?)),
+        Gathered::Raw(raw) => match raw.subcommand {
+            Subcommand::Healthcheck => Ok(Command::Healthcheck(build::healthcheck(&raw)?)),
+            Subcommand::Check => {
+                let output = raw.parse_output()?;
+                Ok(Command::Check(build::run(&raw, read_file)?, output))
+            }
+            Subcommand::Run => Ok(Command::Run(build::run(&raw, read_file)?)),
+        },
     }
 }
 
@@ -54,6 +58,9 @@ pub enum Command {
     /// `healthcheck`: the key and org name are not required; every other setting
     /// is still read and validated exactly as for `Run`.
     Healthcheck(HealthcheckConfig),
+    /// `check`: one refresh with the settings of `Run` (the key and org name
+    /// required), its summary printed in the given format; nothing served.
+    Check(Config, CheckOutput),
     /// The full `--help` text.
     Help(String),
     Version,
@@ -161,6 +168,30 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// How `check` prints its summary (`-output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutput {
+    /// A few lines for a person.
+    Text,
+    /// One JSON object, for scripts.
+    Json,
+}
+
+impl CheckOutput {
+    const ALL: [Self; 2] = [Self::Text, Self::Json];
+
+    fn parse(v: &str) -> Result<Self, String> {
+        choose(v, Self::ALL, Self::as_str)
+    }
+
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::settings::{Setting, SETTINGS};
-use super::ConfigError;
+use super::{CheckOutput, ConfigError};
 
 /// A raw value and the name it was given under, so errors can quote the user.
 pub(crate) struct Raw {
@@ -34,10 +34,34 @@ impl Raw {
 
 /// The raw string of each setting that was given, keyed by its env name.
 pub(crate) struct RawArgs {
-    /// The `healthcheck` subcommand was given.
-    pub(crate) healthcheck: bool,
+    pub(crate) subcommand: Subcommand,
+    /// `-output`, an option of `check` alone: it has no environment variable,
+    /// since a variable set for the server would change what `check` prints.
+    pub(crate) output: Option<Raw>,
     values: HashMap<&'static str, Raw>,
 }
+
+/// The positional argument, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subcommand {
+    /// None: serve.
+    Run,
+    Healthcheck,
+    Check,
+}
+
+impl Subcommand {
+    fn named(name: &str) -> Option<Subcommand> {
+        match name {
+            "healthcheck" => Some(Subcommand::Healthcheck),
+            "check" => Some(Subcommand::Check),
+            _ => None,
+        }
+    }
+}
+
+/// The flag of `check`'s output format (`-output text|json`).
+pub(crate) const OUTPUT_FLAG: &str = "output";
 
 pub(crate) enum Gathered {
     Help,
@@ -51,6 +75,7 @@ pub(crate) fn gather(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Gathered, ConfigError> {
     let mut values = HashMap::new();
+    let mut output = None;
     let mut positionals = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
@@ -81,22 +106,35 @@ pub(crate) fn gather(
             "version" => return Ok(Gathered::Version),
             _ => {}
         }
-        let Some(setting) = SETTINGS.iter().find(|s| s.flag == Some(name)) else {
+        // None: `-output`, which is not a setting (see `RawArgs::output`).
+        let setting = match SETTINGS.iter().find(|s| s.flag == Some(name)) {
+            Some(setting) => Some(setting),
+            None if name == OUTPUT_FLAG => None,
             // Escaped: the error is one line even for an argument that is not.
-            return Err(ConfigError(format!(
-                "unknown flag {} (see --help)",
-                written.escape_debug()
-            )));
+            None => {
+                return Err(ConfigError(format!(
+                    "unknown flag {} (see --help)",
+                    written.escape_debug()
+                )))
+            }
         };
         let value = match inline {
             Some(value) => value,
-            None if setting.arg.is_empty() => "true",
+            None if setting.is_some_and(|s| s.arg.is_empty()) => "true",
             None => rest
                 .next()
                 .map(String::as_str)
                 .ok_or_else(|| ConfigError(format!("flag {written} needs a value (see --help)")))?,
         };
-        insert(&mut values, setting.env, written, value);
+        match setting {
+            Some(setting) => insert(&mut values, setting.env, written, value),
+            None => {
+                output = Some(Raw {
+                    name: written.to_string(),
+                    value: value.trim().to_string(),
+                })
+            }
+        }
     }
     for setting in SETTINGS {
         for name in std::iter::once(&setting.env).chain(setting.aliases) {
@@ -108,24 +146,29 @@ pub(crate) fn gather(
             }
         }
     }
-    let healthcheck = match positionals.split_first() {
-        None => false,
+    let unexpected =
+        |arg: &String| ConfigError(format!("unexpected argument {arg:?} (see --help)"));
+    let subcommand = match positionals.split_first() {
+        None => Subcommand::Run,
         Some((first, extra)) => {
-            let unexpected = if first.as_str() == "healthcheck" {
-                extra.first()
-            } else {
-                Some(first)
+            let Some(subcommand) = Subcommand::named(first) else {
+                return Err(unexpected(first));
             };
-            if let Some(arg) = unexpected {
-                return Err(ConfigError(format!(
-                    "unexpected argument {arg:?} (see --help)"
-                )));
+            if let Some(arg) = extra.first() {
+                return Err(unexpected(arg));
             }
-            true
+            subcommand
         }
     };
+    if let Some(given) = output.as_ref().filter(|_| subcommand != Subcommand::Check) {
+        return Err(ConfigError(format!(
+            "flag {} is only for the check subcommand (see --help)",
+            given.name
+        )));
+    }
     Ok(Gathered::Raw(RawArgs {
-        healthcheck,
+        subcommand,
+        output,
         values,
     }))
 }
@@ -147,6 +190,14 @@ fn insert(values: &mut HashMap<&'static str, Raw>, key: &'static str, name: &str
 }
 
 impl RawArgs {
+    /// `check`'s `-output`, text when not given.
+    pub(crate) fn parse_output(&self) -> Result<CheckOutput, ConfigError> {
+        match &self.output {
+            None => Ok(CheckOutput::Text),
+            Some(raw) => CheckOutput::parse(&raw.value).map_err(|reason| raw.invalid(&reason)),
+        }
+    }
+
     pub(crate) fn get(&self, setting: &Setting) -> Option<&Raw> {
         self.values.get(setting.env)
     }

@@ -113,9 +113,10 @@ async fn metrics(
 
 fn landing(state: &AppState) -> Response<Chunks> {
     let page = status_page::render(
-        &state.cache.current().status,
+        &state.cache.current(),
         &state.org,
         &state.metrics_path,
+        state.cache.ttl(),
     );
     let mut response = Response::new(Chunks::new([Bytes::from(page), Bytes::new()]));
     response.headers_mut().insert(

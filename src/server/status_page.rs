@@ -1,34 +1,54 @@
 //! The status page at `/`: a server-rendered HTML page (no JavaScript, no
 //! external assets, so it works air-gapped) with the latest refresh, lease
 //! use per server feature as bars, and entitlement expiry dates. Reads the
-//! published snapshot only: opening the page never calls CLS.
+//! published snapshot only: opening the page never calls CLS. It reloads
+//! itself every CACHE_TTL (a meta refresh: still no JavaScript).
 
-use crate::cache::Status;
-use crate::clock::{format_date, format_time, unix_now};
+use crate::cache::{Attempt, Published, Status};
+use crate::clock::{days_until, format_date, format_time, unix_now};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::time::Duration;
 
-pub(crate) fn render(status: &Status, org: &str, metrics_path: &str) -> String {
+/// The page of what is published; `reload` is CACHE_TTL, when a new
+/// refresh may have something new to show.
+pub(crate) fn render<R>(
+    published: &Published<R>,
+    org: &str,
+    metrics_path: &str,
+    reload: Duration,
+) -> String {
+    let status = &published.status;
     let mut page = String::with_capacity(8192);
     let org_html = escape(org);
+    // Whole seconds, at least one: a sub-second TTL must not make a browser
+    // reload in a loop.
+    let reload = reload.as_secs_f64().ceil().max(1.0);
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"{reload}\">\
          <title>NVIDIA CLS exporter: {org_html}</title>\n<style>{STYLE}</style></head>\n<body>\n\
          <h1>NVIDIA License Server Exporter</h1>\n<p class=\"org\">Org <strong>{org_html}</strong> · \
          <a href=\"{path}\">Metrics</a> · <a href=\"/healthz\">Health</a></p>\n",
         path = escape(metrics_path),
     );
-    refresh_section(&mut page, status);
-    match &status.snapshot {
-        Some(snapshot) => {
+    refresh_section(&mut page, status, published.last_attempt.as_ref());
+    match (&status.snapshot, &published.last_attempt) {
+        (Some(snapshot), _) => {
             features_section(&mut page, snapshot);
             entitlements_section(&mut page, snapshot, unix_now());
         }
-        None => page.push_str(
-            "<p class=\"empty\">No data yet: the first refresh runs on the first scrape.</p>\n",
+        (None, None) => {
+            let _ = writeln!(
+                page,
+                "<p class=\"empty\">No data yet: the first refresh is running; this page reloads every {reload} s.</p>",
+            );
+        }
+        (None, Some(_)) => page.push_str(
+            "<p class=\"empty\">No data: no refresh has succeeded yet (the reason is above).</p>\n",
         ),
     }
     let _ = write!(
@@ -46,22 +66,34 @@ th{background:#f4f4f6}.num{text-align:right;font-variant-numeric:tabular-nums}\
 .bar{background:#e8e8ec;width:12rem;height:.9rem;border-radius:.2rem;overflow:hidden}\
 .fill{height:100%;background:#76b900}.fill.warn{background:#e6a700}.fill.full{background:#d0342c}\
 .ok{color:#2e7d32;font-weight:600}.fail{color:#c62828;font-weight:600}.soon{color:#c62828}\
-.empty{color:#666}footer{margin-top:2rem;color:#888;font-size:.8rem}";
+.reason{color:#c62828;overflow-wrap:anywhere}.empty{color:#666}footer{margin-top:2rem;color:#888;font-size:.8rem}";
 
-fn refresh_section(page: &mut String, s: &Status) {
+fn refresh_section(page: &mut String, s: &Status, attempt: Option<&Attempt>) {
     page.push_str("<h2>Latest refresh</h2>\n<table class=\"refresh\">\n");
-    if s.successes + s.failures == 0 {
-        page.push_str("<tr><th>Result</th><td>not refreshed yet</td></tr>\n</table>\n");
+    let Some(attempt) = attempt else {
+        page.push_str("<tr><th>Result</th><td>the first refresh is running</td></tr>\n</table>\n");
         return;
-    }
+    };
     let result = if s.up {
         "<span class=\"ok\">succeeded</span>"
     } else {
         "<span class=\"fail\">failed</span>"
     };
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<tr><th>Result</th><td>{result}</td></tr>\n<tr><th>Duration</th><td>{:.3} s</td></tr>\n",
+        "<tr><th>Result</th><td>{result}</td></tr>\n<tr><th>Tried</th><td>{}</td></tr>",
+        format_time(attempt.ended_at)
+    );
+    if let Some(reason) = &attempt.error {
+        let _ = writeln!(
+            page,
+            "<tr><th>Reason</th><td class=\"reason\">{}</td></tr>",
+            escape(reason)
+        );
+    }
+    let _ = writeln!(
+        page,
+        "<tr><th>Duration</th><td>{:.3} s</td></tr>",
         s.duration_seconds
     );
     match &s.snapshot {
@@ -197,8 +229,8 @@ fn entitlements_section(page: &mut String, snapshot: &Snapshot, now: f64) {
                 let ids = escape(&format!("{entitlement} / {product_key}"));
                 match end {
                     Some(end) => {
-                        let days = ((end - now) / 86_400.0).floor();
-                        let class = if days < 30.0 { " class=\"soon\"" } else { "" };
+                        let days = days_until(now, *end);
+                        let class = if days < 30 { " class=\"soon\"" } else { "" };
                         format!(
                             "<span{class}>{} ({} days)</span> {ids}",
                             format_date(*end),
@@ -340,7 +372,17 @@ mod tests {
             successes: 1,
             ..Status::default()
         };
-        let page = render(&status, &hostile("org"), "/metrics\"><script>");
+        let attempt = Attempt {
+            ended_at: 2_000_000_000.0,
+            error: None,
+        };
+        let published = Published::of(status, (), Some(attempt));
+        let page = render(
+            &published,
+            &hostile("org"),
+            "/metrics\"><script>",
+            Duration::from_secs(60),
+        );
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("alert(\""), "{page}");
         for tag in [
@@ -355,6 +397,111 @@ mod tests {
             );
         }
         assert!(page.contains("href=\"/metrics&quot;&gt;&lt;script&gt;\""));
+    }
+
+    fn day(y: i64, m: u32, d: u32) -> f64 {
+        days_from_civil(y, m, d).unwrap() as f64 * 86_400.0
+    }
+
+    fn page(status: Status, attempt: Option<Attempt>, ttl: Duration) -> String {
+        render(
+            &Published::of(status, (), attempt),
+            "lic-demo",
+            "/metrics",
+            ttl,
+        )
+    }
+
+    #[test]
+    fn a_failed_refresh_shows_its_reason_and_when_it_was_tried() {
+        let status = Status {
+            failures: 1,
+            duration_seconds: 0.25,
+            ..Status::default()
+        };
+        let attempt = Attempt {
+            ended_at: day(2026, 11, 26) + 3661.0,
+            error: Some("GET /virtual-groups failed: HTTP 401: the API key was <rejected>".into()),
+        };
+        let page = page(status, Some(attempt), Duration::from_secs(60));
+        let refresh: Vec<&str> = page
+            .lines()
+            .skip_while(|l| !l.starts_with("<h2>Latest refresh"))
+            .take_while(|l| !l.starts_with("</table>"))
+            .collect();
+        assert_eq!(
+            refresh,
+            [
+                "<h2>Latest refresh</h2>",
+                "<table class=\"refresh\">",
+                "<tr><th>Result</th><td><span class=\"fail\">failed</span></td></tr>",
+                "<tr><th>Tried</th><td>2026-11-26 01:01:01 UTC</td></tr>",
+                "<tr><th>Reason</th><td class=\"reason\">GET /virtual-groups failed: HTTP 401: the API key was &lt;rejected&gt;</td></tr>",
+                "<tr><th>Duration</th><td>0.250 s</td></tr>",
+                "<tr><th>Data collected</th><td>never</td></tr>",
+                "<tr><th>Refreshes</th><td>0 succeeded, 1 failed</td></tr>",
+            ]
+        );
+        assert!(page.contains("No data: no refresh has succeeded yet (the reason is above)."));
+        assert!(!page.contains("No data yet"), "{page}");
+    }
+
+    #[test]
+    fn no_data_yet_is_said_only_before_the_first_attempt() {
+        let page = page(Status::default(), None, Duration::from_secs(60));
+        assert!(page.contains("<tr><th>Result</th><td>the first refresh is running</td></tr>"));
+        assert!(page.contains(
+            "<p class=\"empty\">No data yet: the first refresh is running; this page reloads every 60 s.</p>"
+        ));
+        assert!(!page.contains("Reason"));
+    }
+
+    #[test]
+    fn the_page_reloads_itself_every_cache_ttl_in_whole_seconds() {
+        for (ttl, content) in [(60_000, "60"), (500, "1"), (1_500, "2"), (300_000, "300")] {
+            let page = page(Status::default(), None, Duration::from_millis(ttl));
+            assert!(
+                page.contains(&format!(
+                    "<meta http-equiv=\"refresh\" content=\"{content}\">"
+                )),
+                "{ttl} ms: {page}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_end_date_shows_the_same_days_whatever_its_time_of_day() {
+        use crate::snapshot::{EntitlementKey, EntitlementRow};
+        let mut snapshot = Snapshot::default();
+        for (pk, end) in [
+            ("pk-date", day(2027, 12, 31)),
+            ("pk-noon", day(2027, 12, 31) + 43_200.0),
+            ("pk-last-second", day(2027, 12, 31) + 86_399.0),
+        ] {
+            snapshot.entitlements.insert(
+                EntitlementKey {
+                    ems_product_key_id: pk.into(),
+                    ..EntitlementKey::default()
+                },
+                EntitlementRow {
+                    end: Some(end),
+                    ..EntitlementRow::default()
+                },
+            );
+        }
+        let mut page = String::new();
+        // In the afternoon: floor((end - now) / 1 day) said 44 for the
+        // first, 45 for the others.
+        entitlements_section(&mut page, &snapshot, day(2027, 11, 16) + 15.0 * 3600.0);
+        assert_eq!(page.matches("2027-12-31 (45 days)").count(), 3, "{page}");
+        let mut page = String::new();
+        entitlements_section(&mut page, &snapshot, day(2027, 12, 2) + 60.0);
+        assert_eq!(
+            page.matches("<span class=\"soon\">2027-12-31 (29 days)</span>")
+                .count(),
+            3,
+            "{page}"
+        );
     }
 
     #[test]

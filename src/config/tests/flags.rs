@@ -139,3 +139,67 @@ fn help_and_version_need_no_required_values() {
         assert!(matches!(got, Ok(Command::Version)), "{flag}");
     }
 }
+
+#[test]
+fn check_reads_every_setting_as_the_server_does() {
+    let args = ["check", "-parallelism", "3"];
+    match try_parse(&args, &[("CACHE_TTL", "5m")], &no_files) {
+        Ok(Command::Check(c, output)) => {
+            assert_eq!(output, CheckOutput::Text);
+            assert_eq!((c.parallelism, c.cache_ttl), (3, Duration::from_secs(300)));
+            assert_eq!(
+                (c.api_key.expose(), c.org_name.as_str()),
+                ("key-123", "acme")
+            );
+        }
+        other => panic!("expected Check, got {other:?}"),
+    }
+    // Unlike the healthcheck, it needs the key and the org name.
+    assert_eq!(
+        error(&["check"], &[("NVIDIA_ORG_NAME", "")]),
+        "NVIDIA_ORG_NAME is required: set NVIDIA_ORG_NAME or pass -nvidia-org-name"
+    );
+    assert_eq!(
+        error(&["check", "-scrape-timeout=0s"], &[]),
+        "-scrape-timeout=\"0s\" is not valid: must be positive"
+    );
+}
+
+#[test]
+fn check_output_is_text_or_json_in_every_flag_form() {
+    for args in [
+        &["check", "-output", "json"][..],
+        &["check", "--output=json"],
+        &["--output", "JSON", "check"],
+        &["-output=json", "--", "check"],
+    ] {
+        match try_parse(args, &[], &no_files) {
+            Ok(Command::Check(_, output)) => assert_eq!(output, CheckOutput::Json, "{args:?}"),
+            other => panic!("{args:?}: expected Check, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        try_parse(&["check", "-output", "text"], &[], &no_files),
+        Ok(Command::Check(_, CheckOutput::Text))
+    ));
+    assert_eq!(
+        error(&["check", "-output", "yaml"], &[]),
+        "-output=\"yaml\" is not valid: expected text or json"
+    );
+    assert_eq!(
+        error(&["check", "-output"], &[]),
+        "flag -output needs a value (see --help)"
+    );
+    for args in [&["-output", "json"][..], &["healthcheck", "--output=json"]] {
+        let which = args.iter().find(|a| a.contains("output")).unwrap();
+        let flag = which.split('=').next().unwrap();
+        assert_eq!(
+            error(args, &[]),
+            format!("flag {flag} is only for the check subcommand (see --help)"),
+        );
+    }
+    assert_eq!(
+        error(&["check", "healthcheck"], &[]),
+        "unexpected argument \"healthcheck\" (see --help)"
+    );
+}
