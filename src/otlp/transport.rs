@@ -11,14 +11,13 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTEN
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use std::io::Write;
 use std::time::Duration;
+use super::codec::{EncodedCodec, EXPORT_PATH};
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -152,22 +151,19 @@ impl Transport {
         }
     }
 
-    /// One attempt; `timeout` is also told to the collector (`grpc-timeout`).
-    pub(crate) async fn export(
-        &self,
-        request: &ExportMetricsServiceRequest,
-        timeout: Duration,
-    ) -> Result<Accepted, Failure> {
+    /// One attempt with an encoded `ExportMetricsServiceRequest`; `timeout`
+    /// is also told to the collector (`grpc-timeout`).
+    pub(crate) async fn export(&self, body: Bytes, timeout: Duration) -> Result<Accepted, Failure> {
         match self {
-            Transport::Grpc(grpc) => grpc.export(request, timeout).await,
-            Transport::Http(http) => http.export(request).await,
+            Transport::Grpc(grpc) => grpc.export(body, timeout).await,
+            Transport::Http(http) => http.export(body).await,
         }
     }
 }
 
 #[derive(Clone)]
 pub(crate) struct Grpc {
-    client: MetricsServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
 }
 
@@ -195,7 +191,7 @@ impl Grpc {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
         }
-        let mut client = MetricsServiceClient::new(endpoint.connect_lazy());
+        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
         if config.compression == OtlpCompression::Gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -207,15 +203,19 @@ impl Grpc {
         })
     }
 
-    async fn export(
-        &self,
-        request: &ExportMetricsServiceRequest,
-        timeout: Duration,
-    ) -> Result<Accepted, Failure> {
-        let mut call = tonic::Request::new(request.clone());
+    async fn export(&self, body: Bytes, timeout: Duration) -> Result<Accepted, Failure> {
+        let mut client = self.client.clone();
+        // A lazy channel is ready at once; an error here means its worker
+        // is gone, which a later attempt may not see.
+        client.ready().await.map_err(|e| Failure::Retryable {
+            reason: format!("the gRPC channel is not ready: {}", error_chain(&e)),
+            delay: None,
+        })?;
+        let mut call = tonic::Request::new(body);
         *call.metadata_mut() = self.metadata.clone();
         call.set_timeout(timeout);
-        match self.client.clone().export(call).await {
+        let path = PathAndQuery::from_static(EXPORT_PATH);
+        match client.unary(call, path, EncodedCodec).await {
             Ok(response) => Ok(accepted(response.into_inner())),
             Err(status) => Err(classify_grpc(&status)),
         }
@@ -345,8 +345,8 @@ impl Http {
         })
     }
 
-    async fn export(&self, request: &ExportMetricsServiceRequest) -> Result<Accepted, Failure> {
-        let mut body = request.encode_to_vec();
+    async fn export(&self, body: Bytes) -> Result<Accepted, Failure> {
+        let mut body = body;
         let mut builder = hyper::Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/x-protobuf")
             .header(hyper::header::USER_AGENT, USER_AGENT);
@@ -357,7 +357,7 @@ impl Http {
             );
             // Writing to a Vec cannot fail.
             let _ = encoder.write_all(&body);
-            body = encoder.finish().unwrap_or_default();
+            body = Bytes::from(encoder.finish().unwrap_or_default());
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
         if let Some(headers) = builder.headers_mut() {
@@ -366,7 +366,7 @@ impl Http {
             }
         }
         let http_request = builder
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| Failure::Permanent(format!("cannot build the request: {e}")))?;
         let response = self
             .client
