@@ -77,6 +77,10 @@ impl Backlog {
         self.entries.front().map(|e| e.meta.time)
     }
 
+    pub(crate) fn newest(&self) -> Option<f64> {
+        self.entries.back().map(|e| e.meta.time)
+    }
+
     /// Adds a batch in time order, then drops the oldest while the stored
     /// size is over the cap; those dropped are returned (their files are
     /// the caller's to remove). The newest batch is never dropped for size:

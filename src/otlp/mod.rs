@@ -135,14 +135,19 @@ impl<R: Send + Sync + 'static> Push<R> {
     }
 
     /// Stops the ticker, adds a last batch of what is published now (no
-    /// refresh) and lets the sender deliver what it can within `within`:
+    /// refresh; unless the newest waiting batch has that snapshot) and lets the sender deliver what it can within `within`:
     /// what is left stays in the spool, or is lost (and logged).
     pub(crate) async fn shutdown(self, within: Duration) {
         let deadline = Instant::now() + within;
         self.ticker.abort();
         let published = self.builder.cache.current();
-        if published.status.timestamp == 0.0 {
+        let time = published.status.timestamp;
+        if time == 0.0 {
             tracing::info!("no refresh attempted yet: no last OTLP push");
+        } else if self.sender.newest() == Some(time) {
+            // A waiting batch already carries this snapshot: a second one
+            // would send its series twice at one time.
+            tracing::debug!("the last snapshot is already in the backlog: no last batch");
         } else {
             self.builder.batch(&published, &self.sender).await;
         }

@@ -495,6 +495,11 @@ impl<E: Export> Sender<E> {
         }
     }
 
+    /// The collection time of the newest waiting batch.
+    pub(crate) fn newest(&self) -> Option<f64> {
+        self.state().backlog.newest()
+    }
+
     /// From now on: attempts end by `by`, and a failed one is not retried.
     pub(crate) fn stop(&self, by: Instant) {
         self.state().stop_by = Some(by);

@@ -200,11 +200,10 @@ impl Spool {
         let bad = |what: &str, e: &dyn fmt::Display| {
             format!("OTEL_SPOOL_DIR={:?} is not usable: {what}: {e}", dir.display().to_string())
         };
-        fs::create_dir_all(dir).map_err(|e| bad("cannot create it", &e))?;
-        let meta = fs::metadata(dir).map_err(|e| bad("cannot read it", &e))?;
-        if !meta.is_dir() {
+        if dir.exists() && !dir.is_dir() {
             return Err(bad("it is not a directory", &"a file of that name exists"));
         }
+        fs::create_dir_all(dir).map_err(|e| bad("cannot create it", &e))?;
         let spool = Spool {
             dir: dir.to_owned(),
             temp: AtomicU64::new(0),
