@@ -5,11 +5,17 @@
 
 use crate::cache::Status;
 use crate::clock::{format_date, format_time, unix_now};
+use crate::metrics::live::{DropReason, PushCounts};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub(crate) fn render(status: &Status, org: &str, metrics_path: &str) -> String {
+pub(crate) fn render(
+    status: &Status,
+    org: &str,
+    metrics_path: &str,
+    push: Option<&PushCounts>,
+) -> String {
     let mut page = String::with_capacity(8192);
     let org_html = escape(org);
     let _ = write!(
@@ -22,6 +28,9 @@ pub(crate) fn render(status: &Status, org: &str, metrics_path: &str) -> String {
         path = escape(metrics_path),
     );
     refresh_section(&mut page, status);
+    if let Some(push) = push {
+        push_section(&mut page, push);
+    }
     match &status.snapshot {
         Some(snapshot) => {
             features_section(&mut page, snapshot);
@@ -85,6 +94,28 @@ fn refresh_section(page: &mut String, s: &Status) {
         page,
         "<tr><th>Refreshes</th><td>{} succeeded, {} failed</td></tr>\n</table>",
         s.successes, s.failures
+    );
+}
+
+/// The OTLP push: its results and what waits for the collector.
+fn push_section(page: &mut String, p: &PushCounts) {
+    let b = &p.backlog;
+    let last = p.last_success.map_or_else(|| "never".to_owned(), format_time);
+    let oldest = b.oldest.map_or_else(|| "—".to_owned(), format_time);
+    let dropped = DropReason::ALL
+        .iter()
+        .map(|r| format!("{} {}", b.dropped[*r as usize], r.label()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let waiting = if b.batches > 0 { " class=\"fail\"" } else { "" };
+    let _ = writeln!(
+        page,
+        "<h2>OTLP push</h2>\n<table class=\"push\">\n\
+         <tr><th>Last accepted</th><td>{last}</td></tr>\n\
+         <tr><th>Requests</th><td>{} succeeded, {} partly, {} failed</td></tr>\n\
+         <tr><th>Waiting for the collector</th><td><span{waiting}>{} batches</span>, {} bytes stored, oldest {oldest}</td></tr>\n\
+         <tr><th>Dropped undelivered</th><td>{dropped}</td></tr>\n</table>",
+        p.success, p.partial, p.failure, b.batches, b.bytes
     );
 }
 
@@ -333,7 +364,7 @@ mod tests {
             successes: 1,
             ..Status::default()
         };
-        let page = render(&status, &hostile("org"), "/metrics\"><script>");
+        let page = render(&status, &hostile("org"), "/metrics\"><script>", None);
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("alert(\""), "{page}");
         for tag in [
@@ -348,6 +379,25 @@ mod tests {
             );
         }
         assert!(page.contains("href=\"/metrics&quot;&gt;&lt;script&gt;\""));
+    }
+
+    #[test]
+    fn the_push_section_shows_what_waits_and_what_was_dropped() {
+        let mut push = PushCounts {
+            success: 3,
+            failure: 2,
+            ..PushCounts::default()
+        };
+        push.backlog.batches = 4;
+        push.backlog.bytes = 1234;
+        push.backlog.oldest = Some(days_from_civil(2026, 1, 2).unwrap() as f64 * 86_400.0);
+        push.backlog.dropped = [1, 0, 2, 0];
+        let page = render(&Status::default(), "o", "/metrics", Some(&push));
+        assert!(page.contains("<tr><th>Last accepted</th><td>never</td></tr>"), "{page}");
+        assert!(page.contains("3 succeeded, 0 partly, 2 failed"));
+        assert!(page.contains("<span class=\"fail\">4 batches</span>, 1234 bytes stored, oldest 2026-01-02"));
+        assert!(page.contains("1 age, 0 size, 2 rejected, 0 corrupt"));
+        assert!(!render(&Status::default(), "o", "/m", None).contains("OTLP push"));
     }
 
     #[test]
