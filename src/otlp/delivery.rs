@@ -3,8 +3,9 @@
 //! (the OTLP specification's retryable codes); when and what to send next
 //! is the sender's (`sender`).
 
-use super::transport::{Accepted, Failure, Transport};
+use super::transport::{Accepted, Body, Failure, Transport};
 use crate::retry::{Backoff, Jitter};
+#[cfg(test)]
 use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
@@ -17,18 +18,27 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) trait Export: Send + Sync {
     fn export(
         &self,
-        body: Bytes,
+        body: Body,
         timeout: Duration,
     ) -> impl Future<Output = Result<Accepted, Failure>> + Send;
+
+    /// Whether a stored (gzip-compressed) batch can go out as it is.
+    fn takes_gzip(&self) -> bool {
+        false
+    }
 }
 
 impl Export for Transport {
     fn export(
         &self,
-        body: Bytes,
+        body: Body,
         timeout: Duration,
     ) -> impl Future<Output = Result<Accepted, Failure>> + Send {
         Transport::export(self, body, timeout)
+    }
+
+    fn takes_gzip(&self) -> bool {
+        Transport::takes_gzip(self)
     }
 }
 
@@ -45,7 +55,7 @@ pub(crate) fn backoff() -> Backoff {
 /// has not answered within `timeout`.
 pub(crate) async fn attempt(
     export: &impl Export,
-    body: Bytes,
+    body: Body,
     timeout: Duration,
 ) -> Result<Accepted, Failure> {
     match tokio::time::timeout(timeout, export.export(body, timeout)).await {
@@ -64,7 +74,7 @@ mod tests {
     struct Hanging;
 
     impl Export for Hanging {
-        async fn export(&self, _: Bytes, _: Duration) -> Result<Accepted, Failure> {
+        async fn export(&self, _: Body, _: Duration) -> Result<Accepted, Failure> {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Ok(Accepted::default())
         }
@@ -87,7 +97,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_collector_is_cut_off_at_the_timeout_as_retryable() {
         let start = tokio::time::Instant::now();
-        let result = attempt(&Hanging, Bytes::new(), Duration::from_secs(2)).await;
+        let result = attempt(&Hanging, Body::Encoded(Bytes::new()), Duration::from_secs(2)).await;
         assert_eq!(
             result,
             Err(Failure::Retryable {

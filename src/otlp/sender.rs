@@ -14,7 +14,7 @@
 use super::backlog::{self, Backlog, Entry, Meta};
 use super::delivery::{self, Export};
 use super::spool::{self, Spool};
-use super::transport::{Accepted, Failure};
+use super::transport::{Accepted, Body, Failure};
 use crate::clock::unix_now;
 use crate::metrics::live::{DropReason, PushStats};
 use bytes::Bytes;
@@ -252,8 +252,9 @@ impl<E: Export> Sender<E> {
     }
 
     /// The request of `group`: read from memory or the spool and merged on
-    /// the blocking pool. A damaged batch is dropped (None: pick again).
-    async fn body(&self, group: &[Meta]) -> Option<(Vec<u64>, Bytes)> {
+    /// the blocking pool; one batch to a transport that takes gzip goes as
+    /// stored. A damaged batch is dropped (None: pick again).
+    async fn body(&self, group: &[Meta]) -> Option<(Vec<u64>, Body)> {
         let parts: Vec<Part> = {
             let state = self.state();
             group
@@ -274,6 +275,7 @@ impl<E: Export> Sender<E> {
         }
         let seqs: Vec<u64> = parts.iter().map(|(m, _)| m.seq).collect();
         let spool = self.spool.clone();
+        let as_stored = parts.len() == 1 && self.export.takes_gzip();
         let merged = tokio::task::spawn_blocking(move || {
             let mut batches = Vec::with_capacity(parts.len());
             for (meta, at) in parts {
@@ -287,7 +289,13 @@ impl<E: Export> Sender<E> {
                 };
                 batches.push((meta, payload));
             }
-            backlog::merge(&batches)
+            match batches.pop() {
+                Some((_, payload)) if as_stored => Ok(Body::Gzipped(payload)),
+                last => {
+                    batches.extend(last);
+                    backlog::merge(&batches).map(Body::Encoded)
+                }
+            }
         })
         .await;
         match merged {

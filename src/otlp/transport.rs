@@ -29,6 +29,42 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 
+/// An encoded `ExportMetricsServiceRequest`: as it is, or gzip-compressed
+/// (a stored batch that goes alone over OTLP/HTTP with gzip is sent as it
+/// was stored, not inflated and compressed again).
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Encoded(Bytes),
+    Gzipped(Bytes),
+}
+
+/// The most a `Body::Gzipped` is inflated to where a transport needs it
+/// plain (never, as the sender picks the form: a guard, not a limit).
+const MAX_INFLATED: u64 = 1 << 30;
+
+impl Body {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Body::Encoded(b) | Body::Gzipped(b) => b.len(),
+        }
+    }
+
+    fn encoded(self) -> Result<Bytes, Failure> {
+        match self {
+            Body::Encoded(bytes) => Ok(bytes),
+            Body::Gzipped(gzipped) => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&gzipped[..])
+                    .take(MAX_INFLATED)
+                    .read_to_end(&mut out)
+                    .map_err(|e| Failure::Permanent(format!("a stored batch does not inflate: {e}")))?;
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
+
 /// The collector took the batch; `rejected` data points of it were refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Accepted {
@@ -153,11 +189,17 @@ impl Transport {
 
     /// One attempt with an encoded `ExportMetricsServiceRequest`; `timeout`
     /// is also told to the collector (`grpc-timeout`).
-    pub(crate) async fn export(&self, body: Bytes, timeout: Duration) -> Result<Accepted, Failure> {
+    pub(crate) async fn export(&self, body: Body, timeout: Duration) -> Result<Accepted, Failure> {
         match self {
-            Transport::Grpc(grpc) => grpc.export(body, timeout).await,
+            Transport::Grpc(grpc) => grpc.export(body.encoded()?, timeout).await,
             Transport::Http(http) => http.export(body).await,
         }
+    }
+
+    /// Whether a gzip-compressed body goes out as it is (OTLP/HTTP with
+    /// gzip); gRPC compresses each message itself.
+    pub(crate) fn takes_gzip(&self) -> bool {
+        matches!(self, Transport::Http(http) if http.gzip)
     }
 }
 
@@ -345,19 +387,24 @@ impl Http {
         })
     }
 
-    async fn export(&self, body: Bytes) -> Result<Accepted, Failure> {
-        let mut body = body;
+    async fn export(&self, body: Body) -> Result<Accepted, Failure> {
         let mut builder = hyper::Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/x-protobuf")
             .header(hyper::header::USER_AGENT, USER_AGENT);
+        let body = match (body, self.gzip) {
+            (Body::Gzipped(gzipped), true) => gzipped,
+            (body, false) => body.encoded()?,
+            (Body::Encoded(encoded), true) => {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(encoded.len() / 4 + 64),
+                    flate2::Compression::default(),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = encoder.write_all(&encoded);
+                Bytes::from(encoder.finish().unwrap_or_default())
+            }
+        };
         if self.gzip {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4 + 64),
-                flate2::Compression::default(),
-            );
-            // Writing to a Vec cannot fail.
-            let _ = encoder.write_all(&body);
-            body = Bytes::from(encoder.finish().unwrap_or_default());
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
         if let Some(headers) = builder.headers_mut() {

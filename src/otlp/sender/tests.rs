@@ -12,13 +12,15 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 struct Scripted {
     answers: Mutex<Vec<Result<Accepted, Failure>>>,
     requests: Mutex<Vec<Vec<String>>>,
+    /// Takes gzip as stored; such requests are recorded with a `gz:` prefix.
+    gzip: bool,
 }
 
 impl Scripted {
     fn new(answers: Vec<Result<Accepted, Failure>>) -> Scripted {
         Scripted {
             answers: Mutex::new(answers.into_iter().rev().collect()),
-            requests: Mutex::default(),
+            ..Scripted::default()
         }
     }
 
@@ -28,12 +30,30 @@ impl Scripted {
 }
 
 impl Export for Arc<Scripted> {
-    async fn export(&self, body: Bytes, _: Duration) -> Result<Accepted, Failure> {
+    async fn export(&self, body: Body, _: Duration) -> Result<Accepted, Failure> {
         use prost::Message;
+        use std::io::Read;
+        let (prefix, body) = match body {
+            Body::Encoded(body) => ("", body),
+            Body::Gzipped(gzipped) => {
+                assert!(self.gzip, "gzip only to a transport that takes it");
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut out).unwrap();
+                ("gz:", Bytes::from(out))
+            }
+        };
         let request = ExportMetricsServiceRequest::decode(body).unwrap();
-        let names = request.resource_metrics.into_iter().map(|r| r.schema_url).collect();
+        let names = request
+            .resource_metrics
+            .into_iter()
+            .map(|r| format!("{prefix}{}", r.schema_url))
+            .collect();
         self.requests.lock().unwrap().push(names);
         self.answers.lock().unwrap().pop().unwrap_or(Ok(Accepted::default()))
+    }
+
+    fn takes_gzip(&self) -> bool {
+        self.gzip
     }
 }
 
@@ -154,6 +174,36 @@ async fn a_refused_merge_is_retried_one_batch_a_request_and_only_the_bad_one_dro
     let counts = t.counts();
     assert_eq!(counts.backlog.dropped, [0, 0, 1, 0], "b alone is rejected");
     assert_eq!(counts.backlog.batches, 0);
+    run.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_batch_goes_as_stored_to_a_transport_that_takes_gzip_several_merged() {
+    let mut t = sender(vec![down()], None, 1 << 30);
+    let collector = Arc::new(Scripted {
+        gzip: true,
+        answers: Mutex::new(vec![down()]),
+        ..Scripted::default()
+    });
+    t.sender = Arc::new(Sender::new(
+        collector.clone(),
+        None,
+        t.stats.clone(),
+        (Duration::from_secs(1), 1 << 20),
+        (Duration::from_secs(3600), 1 << 30),
+        "test".into(),
+    ));
+    t.collector = collector;
+    let start = now() - 100.0;
+    t.add(start, "a").await;
+    let run = tokio::spawn({
+        let s = t.sender.clone();
+        async move { s.run().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    t.add(start + 1.0, "b").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(t.collector.requests(), [vec!["gz:a"], vec!["a", "b"]]);
     run.abort();
 }
 
