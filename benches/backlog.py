@@ -22,7 +22,10 @@ so that no batch of the synthetic day is dropped; the script also reports
 how many hours of this org the default 64 MiB holds. Loopback only; every
 wait is bounded.
 
-Usage: benches/backlog.py [--org G,S,L] [--batches N] [--json]
+The drain runs twice: without compression and with gzip (where a batch
+that goes alone is sent as stored, and the receiver inflates it).
+
+Usage: benches/backlog.py [--org G,S,L] [--batches N] [--compression none,gzip] [--json]
 """
 import argparse
 import http.client
@@ -167,11 +170,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        wire = len(body)
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = zlib.decompress(body, 31)
         n = resource_metrics(body)
         with self.server.lock:
             self.server.requests += 1
             self.server.batches += n
-            self.server.bytes += len(body)
+            self.server.bytes += wire
             self.server.last_at = time.monotonic()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -182,15 +188,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def fill(spool, template, batches, interval, now):
-    """`batches` copies of the batch in `template`, collected `interval`
-    seconds apart up to `now`; the template removed."""
-    with open(template, "rb") as f:
-        data = f.read()
+def fill(spool, data, batches, interval, now):
+    """`batches` copies of the spool file `data`, collected `interval`
+    seconds apart up to `now`."""
     magic, version, _, _, raw_len, payload_len = HEADER.unpack_from(data)
     payload = data[HEADER_LEN:]
     assert magic == b"NVCLSOTB" and len(payload) == payload_len, "a spool file of format 1"
-    os.remove(template)
     for i in range(batches):
         when = now - (batches - 1 - i) * interval
         head = HEADER.pack(magic, version, float(int(when)), i, raw_len, payload_len)
@@ -221,64 +224,83 @@ def run(args):
         series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
         files = spool_files(spool)
         template = os.path.join(spool, files[0])
-        stored = os.path.getsize(template)
-        for extra in files[1:]:  # the last batch of the SIGTERM, if any
-            os.remove(os.path.join(spool, extra))
-
-        # 2. A day of outage.
-        now = time.time()
-        raw_len = fill(spool, template, args.batches, 60, now)
-
-        # 3. The drain.
-        otlp = free_port()
-        receiver = Receiver(otlp)
-        threading.Thread(target=receiver.serve_forever, daemon=True).start()
-        started = time.monotonic()
-        proc, port = start_exporter(cls_port, otlp, spool, {
-            "OTEL_BACKLOG_MAX_AGE": "25h",
-            "OTEL_BACKLOG_MAX_BYTES": f"{max(64, 2 * stored * args.batches // MIB + 1)}MiB",
-        })
-        slowest = 0.0
-        try:
-            # The first scrape waits for the exporter's first refresh of the
-            # large org (single flight with the push's): that is not the
-            # replay's doing, so it is not counted.
-            get(port, "/metrics", timeout=120)
-            deadline = started + 600
-            # Every spooled batch, then the live one of this start.
-            while receiver.batches < args.batches + 1 and time.monotonic() < deadline:
-                t = time.monotonic()
-                status, _ = get(port, "/metrics")
-                slowest = max(slowest, time.monotonic() - t)
-                assert status == 200
-                time.sleep(0.05)
-            drained = (receiver.last_at or time.monotonic()) - started
-            _, text = get(port, "/metrics")
-        finally:
-            stop(proc)
-            receiver.shutdown()
-        if receiver.batches < args.batches + 1:
-            raise SystemExit(f"backlog.py: {receiver.batches} of {args.batches} batches arrived in 10 minutes")
-        dropped = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
-                      if l.startswith("nvidia_cls_otlp_backlog_dropped_total{"))
-        return {
+        with open(template, "rb") as f:
+            data = f.read()
+        for name in files:  # the template, and the last batch of the SIGTERM if any
+            os.remove(os.path.join(spool, name))
+        result = {
             "org": f"{groups},{servers},{leases}",
             "series": series,
-            "stored_bytes_per_batch": stored,
-            "encoded_bytes_per_batch": raw_len,
+            "stored_bytes_per_batch": len(data),
+            "encoded_bytes_per_batch": HEADER.unpack_from(data)[4],
             "batches": args.batches,
-            "drain_s": drained,
-            "requests": receiver.requests,
-            "received_bytes": receiver.bytes,
-            "received_batches": receiver.batches,
-            "slowest_scrape_ms": slowest * 1000,
-            "dropped": dropped,
-            "hours_in_64mib": 64 * MIB / stored / 60,
+            "hours_in_64mib": 64 * MIB / len(data) / 60,
         }
+        for compression in args.compression:
+            drain = drain_once(args, cls_port, spool, data, compression)
+            result.update({f"{compression}_{k}": v for k, v in drain.items()})
+        return result
     finally:
         fake.terminate()
         fake.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drain_once(args, cls_port, spool, data, compression):
+    """A day of outage in the spool, then the exporter with a collector."""
+    fill(spool, data, args.batches, 60, time.time())
+    otlp = free_port()
+    receiver = Receiver(otlp)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    proc, port = start_exporter(cls_port, otlp, spool, {
+        "OTEL_BACKLOG_MAX_AGE": "25h",
+        "OTEL_BACKLOG_MAX_BYTES": f"{max(64, 2 * len(data) * args.batches // MIB + 1)}MiB",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": compression,
+    })
+    slowest = 0.0
+    try:
+        # The first scrape waits for the exporter's first refresh of the
+        # large org (single flight with the push's): that is not the
+        # replay's doing, so it is not counted.
+        get(port, "/metrics", timeout=120)
+        deadline = started + 600
+        # Every spooled batch, then the live one of this start.
+        while receiver.batches < args.batches + 1 and time.monotonic() < deadline:
+            t = time.monotonic()
+            status, _ = get(port, "/metrics")
+            slowest = max(slowest, time.monotonic() - t)
+            assert status == 200
+            time.sleep(0.05)
+        drained = (receiver.last_at or time.monotonic()) - started
+        _, text = get(port, "/metrics")
+        cpu = cpu_seconds(proc.pid)
+    finally:
+        stop(proc)
+        receiver.shutdown()
+        receiver.server_close()
+    if receiver.batches < args.batches + 1:
+        raise SystemExit(f"backlog.py: {receiver.batches} of {args.batches} batches arrived in 10 minutes")
+    dropped = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith("nvidia_cls_otlp_backlog_dropped_total{"))
+    left = spool_files(spool)
+    for name in left:
+        os.remove(os.path.join(spool, name))
+    return {
+        "drain_s": drained,
+        "exporter_cpu_s": cpu,
+        "requests": receiver.requests,
+        "received_bytes": receiver.bytes,
+        "received_batches": receiver.batches,
+        "slowest_scrape_ms": slowest * 1000,
+        "dropped": dropped,
+    }
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def org(text):
@@ -292,6 +314,8 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--org", type=org, default=org("80,780,7800"), help="generated org (about 11,000 series)")
     p.add_argument("--batches", type=int, default=1440, help="batches in the backlog (a day at 60 s)")
+    p.add_argument("--compression", type=lambda v: v.split(","), default=["none", "gzip"],
+                   help="OTEL_EXPORTER_OTLP_COMPRESSION of each drain, comma-separated")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -308,8 +332,10 @@ def main():
         return
     print(f"org {r['org']}: {r['series']} series; one batch stored {r['stored_bytes_per_batch']:,} bytes "
           f"({r['encoded_bytes_per_batch']:,} encoded); 64 MiB hold {r['hours_in_64mib']:.1f} h at 60 s")
-    print(f"{r['batches']} batches drained in {r['drain_s']:.1f} s: {r['requests']} requests, "
-          f"{r['received_bytes'] / MIB:.0f} MiB; slowest /metrics during the drain {r['slowest_scrape_ms']:.1f} ms")
+    for c in args.compression:
+        print(f"{c}: {r['batches']} batches drained in {r[c + '_drain_s']:.1f} s ({r[c + '_exporter_cpu_s']:.1f} s "
+              f"exporter CPU): {r[c + '_requests']} requests, {r[c + '_received_bytes'] / MIB:.0f} MiB; "
+              f"slowest /metrics during the drain {r[c + '_slowest_scrape_ms']:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,10 @@ fn assert_spooled_then_new(times: &[f64], spooled: &[f64]) {
     assert_eq!(times[..spooled.len()], spooled[..], "{times:?}");
     assert_in_order_once(spooled);
     let last = spooled[spooled.len() - 1];
-    assert!(times[spooled.len()..].iter().all(|t| *t >= last), "{times:?}");
+    assert!(
+        times[spooled.len()..].iter().all(|t| *t >= last),
+        "{times:?}"
+    );
     assert_in_order_once(&times[spooled.len()..]);
 }
 
@@ -227,11 +230,20 @@ async fn outage_then_every_interval_once_in_order(proto: Proto) {
         Duration::from_secs(15),
     )
     .await;
-    let oldest = org_value(&text, "nvidia_cls_otlp_backlog_oldest_timestamp_seconds", "")
-        .expect("the oldest waiting batch's time");
+    let oldest = org_value(
+        &text,
+        "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+        "",
+    )
+    .expect("the oldest waiting batch's time");
     assert!(org_value(&text, "nvidia_cls_otlp_backlog_bytes", "").unwrap() > 0.0);
     let failed = log_lines(&exporter, "OTLP push failed; batches are kept").await;
-    assert_eq!(failed.len(), 1, "one line for the outage: {}", exporter.stderr());
+    assert_eq!(
+        failed.len(),
+        1,
+        "one line for the outage: {}",
+        exporter.stderr()
+    );
 
     let collector = Collector::accepting();
     proto.serve(&collector, addr).await;
@@ -245,8 +257,14 @@ async fn outage_then_every_interval_once_in_order(proto: Proto) {
     let outage = per_request[0];
     let expected: Vec<f64> = (0..outage).map(|n| n as f64).collect();
     assert_eq!(numbers[..outage], expected[..], "{received:?}");
-    assert!(per_request[0] >= 5, "the backlog went in one request: {per_request:?}");
-    assert!(per_request.iter().skip(2).all(|n| *n == 1), "then live: {per_request:?}");
+    assert!(
+        per_request[0] >= 5,
+        "the backlog went in one request: {per_request:?}"
+    );
+    assert!(
+        per_request.iter().skip(2).all(|n| *n == 1),
+        "then live: {per_request:?}"
+    );
     let text = exporter.metrics().await;
     for reason in ["age", "size", "rejected", "corrupt"] {
         let labels = format!("reason=\"{reason}\"");
@@ -256,7 +274,9 @@ async fn outage_then_every_interval_once_in_order(proto: Proto) {
             "{reason}"
         );
     }
-    assert!(!log_lines(&exporter, "accepts batches again").await.is_empty());
+    assert!(!log_lines(&exporter, "accepts batches again")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +313,11 @@ async fn sigkill_then_restart_on_the_spool(proto: Proto) {
     while !spooled(&spool).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(spooled(&spool), Vec::<f64>::new(), "delivered batches leave the spool");
+    assert_eq!(
+        spooled(&spool),
+        Vec::<f64>::new(),
+        "delivered batches leave the spool"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +336,14 @@ async fn the_age_cap_drops_the_oldest(proto: Proto) {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let addr = free_addr();
     let exporter = exporter(&cls, proto, addr, &[("OTEL_BACKLOG_MAX_AGE", "3s")]);
-    let first = until(&exporter, "nvidia_cls_scrape_timestamp_seconds", "", |v| v > 0.0, Duration::from_secs(5)).await;
+    let first = until(
+        &exporter,
+        "nvidia_cls_scrape_timestamp_seconds",
+        "",
+        |v| v > 0.0,
+        Duration::from_secs(5),
+    )
+    .await;
     let first = org_value(&first, "nvidia_cls_scrape_timestamp_seconds", "").unwrap();
     let text = until(
         &exporter,
@@ -323,18 +354,31 @@ async fn the_age_cap_drops_the_oldest(proto: Proto) {
     )
     .await;
     let waiting = org_value(&text, "nvidia_cls_otlp_backlog_batches", "").unwrap();
-    assert!((1.0..=3.0).contains(&waiting), "{waiting} batches within 3 s");
-    let oldest = org_value(&text, "nvidia_cls_otlp_backlog_oldest_timestamp_seconds", "").unwrap();
+    assert!(
+        (1.0..=3.0).contains(&waiting),
+        "{waiting} batches within 3 s"
+    );
+    let oldest = org_value(
+        &text,
+        "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+        "",
+    )
+    .unwrap();
     assert!(oldest > first);
     let collector = Collector::accepting();
     proto.serve(&collector, addr).await;
     // The backoff may last a few seconds more: more of the oldest may go
     // in that time, none of the newer.
     let times = received_all(&collector, &[], 3).await;
-    assert!(!times.contains(&first), "the first interval was dropped: {times:?}");
+    assert!(
+        !times.contains(&first),
+        "the first interval was dropped: {times:?}"
+    );
     assert!(times[0] >= oldest, "{times:?}");
     assert_in_order_once(&times);
-    assert!(!log_lines(&exporter, "older than OTEL_BACKLOG_MAX_AGE").await.is_empty());
+    assert!(!log_lines(&exporter, "older than OTEL_BACKLOG_MAX_AGE")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,14 +398,28 @@ async fn the_size_cap_drops_the_oldest(proto: Proto) {
     // One batch's stored size, from an exporter whose collector is down.
     let addr = free_addr();
     let probe = exporter(&cls, proto, addr, &[]);
-    let text = until(&probe, "nvidia_cls_otlp_backlog_batches", "", |v| v >= 1.0, Duration::from_secs(5)).await;
+    let text = until(
+        &probe,
+        "nvidia_cls_otlp_backlog_batches",
+        "",
+        |v| v >= 1.0,
+        Duration::from_secs(5),
+    )
+    .await;
     let one = org_value(&text, "nvidia_cls_otlp_backlog_bytes", "").unwrap()
         / org_value(&text, "nvidia_cls_otlp_backlog_batches", "").unwrap();
     drop(probe);
 
     let cap = format!("{}B", (one * 2.5) as u64);
     let exporter = exporter(&cls, proto, addr, &[("OTEL_BACKLOG_MAX_BYTES", &cap)]);
-    let first = until(&exporter, "nvidia_cls_scrape_timestamp_seconds", "", |v| v > 0.0, Duration::from_secs(5)).await;
+    let first = until(
+        &exporter,
+        "nvidia_cls_scrape_timestamp_seconds",
+        "",
+        |v| v > 0.0,
+        Duration::from_secs(5),
+    )
+    .await;
     let first = org_value(&first, "nvidia_cls_scrape_timestamp_seconds", "").unwrap();
     let text = until(
         &exporter,
@@ -371,15 +429,29 @@ async fn the_size_cap_drops_the_oldest(proto: Proto) {
         Duration::from_secs(15),
     )
     .await;
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_backlog_batches", ""), Some(2.0), "{cap}");
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(2.0),
+        "{cap}"
+    );
     assert!(org_value(&text, "nvidia_cls_otlp_backlog_bytes", "").unwrap() <= one * 2.5);
-    let oldest = org_value(&text, "nvidia_cls_otlp_backlog_oldest_timestamp_seconds", "").unwrap();
+    let oldest = org_value(
+        &text,
+        "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+        "",
+    )
+    .unwrap();
     let collector = Collector::accepting();
     proto.serve(&collector, addr).await;
     let times = received_all(&collector, &[oldest], 1).await;
-    assert!(!times.contains(&first), "the first interval was dropped: {times:?}");
+    assert!(
+        !times.contains(&first),
+        "the first interval was dropped: {times:?}"
+    );
     assert_in_order_once(&times);
-    assert!(!log_lines(&exporter, "past OTEL_BACKLOG_MAX_BYTES").await.is_empty());
+    assert!(!log_lines(&exporter, "past OTEL_BACKLOG_MAX_BYTES")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +469,10 @@ async fn http_the_size_cap_drops_the_oldest_and_counts_them() {
 /// counted and logged, and every other batch is delivered in order.
 async fn sigterm_keeps_the_spool_and_damaged_files_are_set_aside(proto: Proto) {
     let cls = FakeCls::start(fixture(), "test-key").await;
-    let dir = scratch_dir(&format!("backlog-corrupt-{}", proto.name().replace('/', "-")));
+    let dir = scratch_dir(&format!(
+        "backlog-corrupt-{}",
+        proto.name().replace('/', "-")
+    ));
     let spool = dir.join("spool");
     let addr = free_addr();
     let settings = [("OTEL_SPOOL_DIR", spool.to_str().unwrap())];
@@ -405,7 +480,11 @@ async fn sigterm_keeps_the_spool_and_damaged_files_are_set_aside(proto: Proto) {
     until_spooled(&spool, 4).await;
     let started = Instant::now();
     assert!(first.signal_and_wait("TERM").success());
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     let kept = log_lines(&first, "stay in OTEL_SPOOL_DIR for the next start").await;
     assert_eq!(kept.len(), 1, "{}", first.stderr());
     let files = spool_files(&spool);
@@ -437,17 +516,29 @@ async fn sigterm_keeps_the_spool_and_damaged_files_are_set_aside(proto: Proto) {
     let aside = spool.join("corrupt");
     assert!(aside.join(flipped.file_name().unwrap()).is_file());
     assert!(aside.join(truncated.file_name().unwrap()).is_file());
-    assert!(spool.join("notes.txt").is_file(), "a foreign file is left alone");
+    assert!(
+        spool.join("notes.txt").is_file(),
+        "a foreign file is left alone"
+    );
     let lines = log_lines(&second, "holds a file that is not a batch").await;
     assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("checksum mismatch") && l.contains("moved into corrupt/")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("checksum mismatch") && l.contains("moved into corrupt/")));
     assert!(lines.iter().any(|l| l.contains("truncated: 30 bytes")));
     let text = second.metrics().await;
     assert_eq!(
-        org_value(&text, "nvidia_cls_otlp_backlog_dropped_total", "reason=\"corrupt\""),
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_dropped_total",
+            "reason=\"corrupt\""
+        ),
         Some(3.0)
     );
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_spool_write_failures_total", ""), Some(0.0));
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_spool_write_failures_total", ""),
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,7 +564,9 @@ fn a_read_only_spool_directory_or_a_file_is_exit_2_before_listening() {
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     for proto in [Proto::Grpc, Proto::Http] {
         for (spool, why) in [
             (&read_only, "cannot write a file in it: Permission denied"),
@@ -488,7 +581,8 @@ fn a_read_only_spool_directory_or_a_file_is_exit_2_before_listening() {
                     ("OTEL_SPOOL_DIR", spool.to_str().unwrap()),
                 ],
             );
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let mut command = support::exporter::command(&env, &[]);
             if root {
                 command.uid(65532).gid(65532);

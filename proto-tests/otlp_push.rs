@@ -393,11 +393,18 @@ async fn unavailable_is_retried_with_backoff_and_the_batch_kept_until_accepted()
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_backlog_batches", ""), Some(1.0));
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(1.0)
+    );
     assert!(org_value(&text, "nvidia_cls_otlp_backlog_bytes", "").unwrap() > 100.0);
     let snapshot_time = org_value(&text, "nvidia_cls_scrape_timestamp_seconds", "");
     assert_eq!(
-        org_value(&text, "nvidia_cls_otlp_backlog_oldest_timestamp_seconds", ""),
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+            ""
+        ),
         snapshot_time
     );
     assert_eq!(
@@ -417,15 +424,27 @@ async fn unavailable_is_retried_with_backoff_and_the_batch_kept_until_accepted()
 
     collector.set_fallback(Answer::Accept);
     let text = pushes(&exporter, "success", 1.0, Duration::from_secs(10)).await;
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_backlog_batches", ""), Some(0.0));
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_backlog_oldest_timestamp_seconds", ""), None);
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+            ""
+        ),
+        None
+    );
     let last = collector.received().pop().unwrap();
     assert_eq!(
         pushed_value(&last.request, "nvidia_cls_scrape_timestamp_seconds", &[]),
         snapshot_time.unwrap(),
         "the batch of the first interval, delivered"
     );
-    assert!(!log_lines(&exporter, "accepts batches again").await.is_empty());
+    assert!(!log_lines(&exporter, "accepts batches again")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,7 +585,11 @@ async fn collector_down_at_start_then_up_receives_data() {
     // The first request is the backlog of the intervals it was down: one
     // resource metrics a batch, oldest first.
     let request = &collector.received()[0].request;
-    assert!(request.resource_metrics.len() >= 2, "{}", request.resource_metrics.len());
+    assert!(
+        request.resource_metrics.len() >= 2,
+        "{}",
+        request.resource_metrics.len()
+    );
     let first = ExportMetricsServiceRequest {
         resource_metrics: vec![request.resource_metrics[0].clone()],
     };
@@ -826,10 +849,17 @@ async fn http_retries_503_but_not_400() {
         Some(1.0)
     );
     assert_eq!(
-        org_value(&text, "nvidia_cls_otlp_backlog_dropped_total", "reason=\"rejected\""),
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_dropped_total",
+            "reason=\"rejected\""
+        ),
         Some(1.0)
     );
-    assert_eq!(org_value(&text, "nvidia_cls_otlp_backlog_batches", ""), Some(0.0));
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(0.0)
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(collector.count(), 4, "the 400 was not retried");
 }

@@ -204,7 +204,9 @@ async fn neither_the_api_key_nor_an_otlp_header_appears_in_any_output() {
     let failed = everything_from(&mut exporter).await;
     let spooled = spool_contents(&spool);
     assert!(
-        spooled.iter().any(|(_, bytes)| bytes.windows(13).any(|w| w == b"nvidia_cls_up")),
+        spooled
+            .iter()
+            .any(|(_, bytes)| bytes.windows(13).any(|w| w == b"nvidia_cls_up")),
         "the spool holds the waiting batches: {:?}",
         spooled.iter().map(|(name, _)| name).collect::<Vec<_>>()
     );

@@ -25,7 +25,6 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic::Code;
 
-
 /// What the receiver answers to one export.
 #[derive(Clone, Debug)]
 pub enum Answer {
@@ -234,7 +233,10 @@ pub async fn grpc_collector(collector: &Collector) -> String {
 
 /// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls): its
 /// endpoint URL.
-pub async fn http_collector(collector: &Collector, tls: Option<Arc<rustls::ServerConfig>>) -> String {
+pub async fn http_collector(
+    collector: &Collector,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> String {
     http_collector_on(collector, "127.0.0.1:0".parse().unwrap(), tls).await
 }
 
@@ -318,4 +320,3 @@ pub async fn http_collector_on(
     });
     format!("{scheme}://{addr}")
 }
-

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::raw::{Raw, RawArgs};
 use super::settings::*;
 use super::values::*;
-use super::{Config, ConfigError, HealthcheckConfig, LogFormat, LogLevel};
 use super::{BacklogConfig, OtelConfig, OtlpCompression, OtlpProtocol, Secret};
+use super::{Config, ConfigError, HealthcheckConfig, LogFormat, LogLevel};
 
 /// The server's configuration: the key and org name are required.
 pub(crate) fn run(

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::duration::format_go_duration;
-use super::values::format_size;
 use super::settings::{Setting, Shown, SETTINGS};
+use super::values::format_size;
 
 pub(crate) fn text() -> String {
     let name = env!("CARGO_PKG_NAME");

@@ -297,7 +297,9 @@ mod tests {
             "too many digits for a u64"
         );
         assert_eq!(parse_size("17179869184GiB"), Err("too large".to_string()));
-        for bad in ["64", "MiB", "1.5GiB", "-1MiB", "64mib", "64 MiB x", "64Mi", ""] {
+        for bad in [
+            "64", "MiB", "1.5GiB", "-1MiB", "64mib", "64 MiB x", "64Mi", "",
+        ] {
             assert_eq!(parse_size(bad), Err(EXPECTED_SIZE.to_string()), "{bad:?}");
         }
     }

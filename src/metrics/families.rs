@@ -560,9 +560,8 @@ pub fn push_families(p: &PushCounts) -> Vec<Family<'static>> {
         out.push(OTLP_BACKLOG_OLDEST.one(t));
     }
     out.push(
-        OTLP_BACKLOG_DROPPED.family_of(
-            DropReason::ALL.map(|r| (ReasonLabel(r), b.dropped[r as usize] as f64)),
-        ),
+        OTLP_BACKLOG_DROPPED
+            .family_of(DropReason::ALL.map(|r| (ReasonLabel(r), b.dropped[r as usize] as f64))),
     );
     if let Some(n) = b.spool_write_failures {
         out.push(OTLP_SPOOL_WRITE_FAILURES.one(n as f64));

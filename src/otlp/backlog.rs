@@ -89,9 +89,11 @@ impl Backlog {
         self.next_seq = self.next_seq.max(entry.meta.seq + 1);
         self.bytes += entry.meta.stored_len;
         let key = |m: &Meta| (m.time, m.seq);
-        let at = self
-            .entries
-            .partition_point(|e| key(&e.meta).partial_cmp(&key(&entry.meta)).is_some_and(|o| o.is_le()));
+        let at = self.entries.partition_point(|e| {
+            key(&e.meta)
+                .partial_cmp(&key(&entry.meta))
+                .is_some_and(|o| o.is_le())
+        });
         self.entries.insert(at, entry);
         let mut dropped = Vec::new();
         while self.bytes > self.max_bytes && self.entries.len() > 1 {
@@ -261,7 +263,11 @@ mod tests {
         assert_eq!((seqs(&b), b.bytes()), (vec![2, 3], 20));
         let dropped = b.insert(entry(4.0, 4, 100));
         assert_eq!(dropped.len(), 2);
-        assert_eq!((seqs(&b), b.bytes()), (vec![4], 100), "alone over the cap, kept");
+        assert_eq!(
+            (seqs(&b), b.bytes()),
+            (vec![4], 100),
+            "alone over the cap, kept"
+        );
     }
 
     #[test]
@@ -284,7 +290,12 @@ mod tests {
         for seq in 1..=5 {
             b.insert(entry(seq as f64, seq, 10)); // raw 100 each
         }
-        let head = |limit, most| b.head(limit, most).iter().map(|m| m.seq).collect::<Vec<_>>();
+        let head = |limit, most| {
+            b.head(limit, most)
+                .iter()
+                .map(|m| m.seq)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(head(250, 100), [1, 2]);
         assert_eq!(head(300, 100), [1, 2, 3]);
         assert_eq!(head(50, 100), [1], "alone over the limit");
@@ -310,10 +321,11 @@ mod tests {
     }
 
     fn request(name: &str) -> Vec<u8> {
-        let mut rm = ResourceMetrics::default();
-        rm.schema_url = name.into();
         ExportMetricsServiceRequest {
-            resource_metrics: vec![rm],
+            resource_metrics: vec![ResourceMetrics {
+                schema_url: name.into(),
+                ..ResourceMetrics::default()
+            }],
         }
         .encode_to_vec()
     }
@@ -355,7 +367,10 @@ mod tests {
             stored_len: 0,
         };
         let len = encoded.len() as u64;
-        let err = merge(&[(meta(1, len), good.clone()), (meta(2, len - 1), good.clone())]);
+        let err = merge(&[
+            (meta(1, len), good.clone()),
+            (meta(2, len - 1), good.clone()),
+        ]);
         assert_eq!(err.unwrap_err().0, 2);
         let err = merge(&[(meta(3, len), Bytes::from_static(b"not gzip"))]);
         assert_eq!(err.unwrap_err().0, 3);

@@ -97,7 +97,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_collector_is_cut_off_at_the_timeout_as_retryable() {
         let start = tokio::time::Instant::now();
-        let result = attempt(&Hanging, Body::Encoded(Bytes::new()), Duration::from_secs(2)).await;
+        let result = attempt(
+            &Hanging,
+            Body::Encoded(Bytes::new()),
+            Duration::from_secs(2),
+        )
+        .await;
         assert_eq!(
             result,
             Err(Failure::Retryable {

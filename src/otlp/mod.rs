@@ -153,7 +153,10 @@ impl<R: Send + Sync + 'static> Push<R> {
         }
         self.sender.stop(deadline);
         let mut sending = self.sending;
-        if tokio::time::timeout_at(deadline, &mut sending).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut sending)
+            .await
+            .is_err()
+        {
             sending.abort();
             let _ = sending.await;
         }

@@ -89,7 +89,9 @@ impl<E: Export> Sender<E> {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn publish(&self, state: &State) {
@@ -117,7 +119,11 @@ impl<E: Export> Sender<E> {
             );
         }
         for rejected in &scan.rejected {
-            let aside = if rejected.moved { ", moved into corrupt/" } else { "" };
+            let aside = if rejected.moved {
+                ", moved into corrupt/"
+            } else {
+                ""
+            };
             tracing::warn!(
                 file = %rejected.path.display(),
                 "OTEL_SPOOL_DIR holds a file that is not a batch{aside}: {}",
@@ -209,7 +215,9 @@ impl<E: Export> Sender<E> {
                 continue;
             };
             let timeout = match stop_by {
-                Some(by) => self.timeout.min(by.saturating_duration_since(Instant::now())),
+                Some(by) => self
+                    .timeout
+                    .min(by.saturating_duration_since(Instant::now())),
                 None => self.timeout,
             };
             if timeout.is_zero() {
@@ -228,7 +236,8 @@ impl<E: Export> Sender<E> {
                     if stopping {
                         return;
                     }
-                    self.wait(delay.unwrap_or_else(|| backoff.next_wait())).await;
+                    self.wait(delay.unwrap_or_else(|| backoff.next_wait()))
+                        .await;
                 }
             }
         }
@@ -356,9 +365,19 @@ impl<E: Export> Sender<E> {
                 accepted.message
             );
         } else if !accepted.message.is_empty() {
-            tracing::info!(endpoint, "OTLP push delivered; the collector says: {}", accepted.message);
+            tracing::info!(
+                endpoint,
+                "OTLP push delivered; the collector says: {}",
+                accepted.message
+            );
         }
-        tracing::debug!(endpoint, batches = entries.len(), bytes, waiting, "OTLP push delivered");
+        tracing::debug!(
+            endpoint,
+            batches = entries.len(),
+            bytes,
+            waiting,
+            "OTLP push delivered"
+        );
         self.remove_files(entries).await;
     }
 
@@ -407,7 +426,12 @@ impl<E: Export> Sender<E> {
                 "OTLP push failed; batches are kept and sent once the collector answers: {reason}"
             );
         } else {
-            tracing::debug!(endpoint, waiting, attempts = state.failed_attempts, "OTLP push failed again: {reason}");
+            tracing::debug!(
+                endpoint,
+                waiting,
+                attempts = state.failed_attempts,
+                "OTLP push failed again: {reason}"
+            );
         }
         state.stop_by.is_some()
     }
@@ -476,7 +500,10 @@ impl<E: Export> Sender<E> {
                     "an undelivered OTLP batch was dropped, {why} (further drops are logged at debug)"
                 );
             } else {
-                tracing::debug!(collected_at = entry.meta.time, "an undelivered OTLP batch was dropped, {why}");
+                tracing::debug!(
+                    collected_at = entry.meta.time,
+                    "an undelivered OTLP batch was dropped, {why}"
+                );
             }
             entries.push(entry);
         }
@@ -536,7 +563,10 @@ impl<E: Export> Sender<E> {
             "{kept} undelivered OTLP batches stay in OTEL_SPOOL_DIR for the next start"
         );
         if lost > 0 {
-            tracing::warn!(batches = lost, "{lost} undelivered OTLP batches could not be written and are lost");
+            tracing::warn!(
+                batches = lost,
+                "{lost} undelivered OTLP batches could not be written and are lost"
+            );
         }
     }
 }

@@ -64,8 +64,12 @@ impl fmt::Display for Corrupt {
             Corrupt::Truncated { length, expected } => {
                 write!(f, "truncated: {length} bytes of {expected}")
             }
-            Corrupt::Foreign => f.write_str("not a spool file of this exporter (no NVCLSOTB magic)"),
-            Corrupt::Version(v) => write!(f, "spool format version {v}, this exporter reads {VERSION}"),
+            Corrupt::Foreign => {
+                f.write_str("not a spool file of this exporter (no NVCLSOTB magic)")
+            }
+            Corrupt::Version(v) => {
+                write!(f, "spool format version {v}, this exporter reads {VERSION}")
+            }
             Corrupt::TrailingBytes { length, expected } => {
                 write!(f, "{length} bytes where the header says {expected}")
             }
@@ -198,7 +202,10 @@ impl Spool {
     /// written there; the error is a setting's error (exit 2).
     pub(crate) fn open(dir: &Path) -> Result<Spool, String> {
         let bad = |what: &str, e: &dyn fmt::Display| {
-            format!("OTEL_SPOOL_DIR={:?} is not usable: {what}: {e}", dir.display().to_string())
+            format!(
+                "OTEL_SPOOL_DIR={:?} is not usable: {what}: {e}",
+                dir.display().to_string()
+            )
         };
         if dir.exists() && !dir.is_dir() {
             return Err(bad("it is not a directory", &"a file of that name exists"));
@@ -351,14 +358,35 @@ mod tests {
         let good = encode(&meta(1.0, 1), b"hello");
         let truncated = |n: usize| decode(&good[..n]).unwrap_err();
         assert_eq!(truncated(0), Corrupt::Foreign);
-        assert_eq!(truncated(3), Corrupt::Truncated { length: 3, expected: 48 });
-        assert_eq!(truncated(47), Corrupt::Truncated { length: 47, expected: 48 });
-        assert_eq!(truncated(50), Corrupt::Truncated { length: 50, expected: 53 });
+        assert_eq!(
+            truncated(3),
+            Corrupt::Truncated {
+                length: 3,
+                expected: 48
+            }
+        );
+        assert_eq!(
+            truncated(47),
+            Corrupt::Truncated {
+                length: 47,
+                expected: 48
+            }
+        );
+        assert_eq!(
+            truncated(50),
+            Corrupt::Truncated {
+                length: 50,
+                expected: 53
+            }
+        );
         let mut longer = good.clone();
         longer.push(0);
         assert_eq!(
             decode(&longer).unwrap_err(),
-            Corrupt::TrailingBytes { length: 54, expected: 53 }
+            Corrupt::TrailingBytes {
+                length: 54,
+                expected: 53
+            }
         );
         let mut flipped = good.clone();
         flipped[50] ^= 1;
@@ -379,7 +407,10 @@ mod tests {
 
     #[test]
     fn names_sort_by_collection_time_then_sequence() {
-        assert_eq!(file_name(&meta(1_700_000_000.5, 42)), "001700000000500-0000000042.otlp");
+        assert_eq!(
+            file_name(&meta(1_700_000_000.5, 42)),
+            "001700000000500-0000000042.otlp"
+        );
         let mut names = [
             file_name(&meta(20.0, 1)),
             file_name(&meta(3.0, 9)),
@@ -405,7 +436,11 @@ mod tests {
         assert_eq!(spool.read(&a, &meta(20.0, 2)).unwrap(), b"hello");
 
         let scan = spool.scan().unwrap();
-        let found: Vec<_> = scan.batches.iter().map(|(m, p)| (m.seq, p.clone())).collect();
+        let found: Vec<_> = scan
+            .batches
+            .iter()
+            .map(|(m, p)| (m.seq, p.clone()))
+            .collect();
         assert_eq!(found, [(1, b), (2, a)]);
         assert_eq!(scan.interrupted, 1);
         assert_eq!(scan.rejected.len(), 2, "{:?}", scan.rejected);
@@ -413,7 +448,10 @@ mod tests {
         assert_eq!(corrupt.why, "checksum mismatch");
         assert!(dir.join(CORRUPT_DIR).join(c.file_name().unwrap()).is_file());
         assert!(!c.exists());
-        assert!(dir.join("notes.txt").is_file(), "a foreign file is left alone");
+        assert!(
+            dir.join("notes.txt").is_file(),
+            "a foreign file is left alone"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -3,6 +3,7 @@
 //! the answer per the OTLP specification (retryable or not, server-given
 //! delay, partial success). Retrying is the caller's business (`delivery`).
 
+use super::codec::{EncodedCodec, EXPORT_PATH};
 use crate::config::{OtelConfig, OtlpCompression, OtlpProtocol};
 use crate::tls;
 use bytes::Bytes;
@@ -15,7 +16,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use prost::Message;
 use std::io::Write;
 use std::time::Duration;
-use super::codec::{EncodedCodec, EXPORT_PATH};
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
@@ -58,7 +58,9 @@ impl Body {
                 flate2::read::GzDecoder::new(&gzipped[..])
                     .take(MAX_INFLATED)
                     .read_to_end(&mut out)
-                    .map_err(|e| Failure::Permanent(format!("a stored batch does not inflate: {e}")))?;
+                    .map_err(|e| {
+                        Failure::Permanent(format!("a stored batch does not inflate: {e}"))
+                    })?;
                 Ok(Bytes::from(out))
             }
         }

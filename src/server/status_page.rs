@@ -100,7 +100,9 @@ fn refresh_section(page: &mut String, s: &Status) {
 /// The OTLP push: its results and what waits for the collector.
 fn push_section(page: &mut String, p: &PushCounts) {
     let b = &p.backlog;
-    let last = p.last_success.map_or_else(|| "never".to_owned(), format_time);
+    let last = p
+        .last_success
+        .map_or_else(|| "never".to_owned(), format_time);
     let oldest = b.oldest.map_or_else(|| "—".to_owned(), format_time);
     let dropped = DropReason::ALL
         .iter()
@@ -393,9 +395,14 @@ mod tests {
         push.backlog.oldest = Some(days_from_civil(2026, 1, 2).unwrap() as f64 * 86_400.0);
         push.backlog.dropped = [1, 0, 2, 0];
         let page = render(&Status::default(), "o", "/metrics", Some(&push));
-        assert!(page.contains("<tr><th>Last accepted</th><td>never</td></tr>"), "{page}");
+        assert!(
+            page.contains("<tr><th>Last accepted</th><td>never</td></tr>"),
+            "{page}"
+        );
         assert!(page.contains("3 succeeded, 0 partly, 2 failed"));
-        assert!(page.contains("<span class=\"fail\">4 batches</span>, 1234 bytes stored, oldest 2026-01-02"));
+        assert!(page.contains(
+            "<span class=\"fail\">4 batches</span>, 1234 bytes stored, oldest 2026-01-02"
+        ));
         assert!(page.contains("1 age, 0 size, 2 rejected, 0 corrupt"));
         assert!(!render(&Status::default(), "o", "/m", None).contains("OTLP push"));
     }

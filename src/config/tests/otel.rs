@@ -184,12 +184,19 @@ fn otlp_milliseconds_must_be_positive_integers() {
 #[test]
 fn backlog_caps_take_sizes_and_durations_and_refuse_zero() {
     let c = run(
-        &["-otel-backlog-max-bytes", "512 KiB", "--otel-backlog-max-age=90m"],
+        &[
+            "-otel-backlog-max-bytes",
+            "512 KiB",
+            "--otel-backlog-max-age=90m",
+        ],
         &[("OTEL_BACKLOG_MAX_BYTES", "1GiB")],
     )
     .otel
     .backlog;
-    assert_eq!((c.max_bytes, c.max_age), (512 << 10, Duration::from_secs(5400)));
+    assert_eq!(
+        (c.max_bytes, c.max_age),
+        (512 << 10, Duration::from_secs(5400))
+    );
     rejects("OTEL_BACKLOG_MAX_BYTES", "0B", "must be positive");
     rejects(
         "OTEL_BACKLOG_MAX_BYTES",

@@ -38,7 +38,9 @@ impl Export for Arc<Scripted> {
             Body::Gzipped(gzipped) => {
                 assert!(self.gzip, "gzip only to a transport that takes it");
                 let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut out).unwrap();
+                flate2::read::GzDecoder::new(&gzipped[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
                 ("gz:", Bytes::from(out))
             }
         };
@@ -49,7 +51,11 @@ impl Export for Arc<Scripted> {
             .map(|r| format!("{prefix}{}", r.schema_url))
             .collect();
         self.requests.lock().unwrap().push(names);
-        self.answers.lock().unwrap().pop().unwrap_or(Ok(Accepted::default()))
+        self.answers
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or(Ok(Accepted::default()))
     }
 
     fn takes_gzip(&self) -> bool {
@@ -151,7 +157,11 @@ async fn batches_not_accepted_wait_and_go_out_oldest_first_in_one_request() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_merge_is_retried_one_batch_a_request_and_only_the_bad_one_dropped() {
-    let t = sender(vec![down(), refused(), Ok(Accepted::default()), refused()], None, 1 << 30);
+    let t = sender(
+        vec![down(), refused(), Ok(Accepted::default()), refused()],
+        None,
+        1 << 30,
+    );
     let start = now() - 100.0;
     t.add(start, "a").await;
     t.add(start + 1.0, "b").await;
@@ -279,7 +289,10 @@ async fn in_an_outage_batches_go_to_the_spool_and_a_new_start_sends_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(files(&dir).len(), 3, "every waiting batch is on disk");
-    assert!(t.sender.state().backlog.unwritten().is_empty(), "and out of memory");
+    assert!(
+        t.sender.state().backlog.unwritten().is_empty(),
+        "and out of memory"
+    );
     run.abort();
 
     // The next start: a collector that accepts.
@@ -332,7 +345,10 @@ async fn a_batch_damaged_on_disk_is_set_aside_and_the_rest_delivered() {
     }
     assert_eq!(t.collector.requests(), [vec!["a", "c"]]);
     assert_eq!(t.counts().backlog.dropped, [0, 0, 0, 1]);
-    assert!(dir.join("corrupt").join(victim.file_name().unwrap()).is_file());
+    assert!(dir
+        .join("corrupt")
+        .join(victim.file_name().unwrap())
+        .is_file());
     run.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
