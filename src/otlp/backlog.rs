@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// What is known of a batch without its payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Meta {
+pub struct Meta {
     /// The snapshot's collection time, unix seconds: the order of batches.
     pub time: f64,
     /// Tells apart batches of one collection time; unique in a spool.
@@ -196,12 +196,15 @@ pub(crate) fn compress(encoded: &[u8]) -> Vec<u8> {
 /// `ExportMetricsServiceRequest` holding each batch's resource metrics in
 /// order. A payload that does not inflate to its recorded length is an
 /// error (a damaged batch), never more than that length read.
-pub(crate) fn merge(batches: &[(Meta, Bytes)]) -> Result<Bytes, (u64, String)> {
+pub fn merge<P: AsRef<[u8]>>(batches: &[(Meta, P)]) -> Result<Bytes, (u64, String)> {
+    /// Reserved up front at most: the lengths come from files, and a
+    /// request is a few megabytes.
+    const MAX_RESERVE: u64 = 64 << 20;
     let total: u64 = batches.iter().map(|(m, _)| m.raw_len).sum();
-    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut out = Vec::with_capacity(usize::try_from(total.min(MAX_RESERVE)).unwrap_or(0));
     for (meta, payload) in batches {
         let before = out.len() as u64;
-        let mut inflate = flate2::read::GzDecoder::new(&payload[..]).take(meta.raw_len + 1);
+        let mut inflate = flate2::read::GzDecoder::new(payload.as_ref()).take(meta.raw_len + 1);
         let read = inflate.read_to_end(&mut out);
         let got = out.len() as u64 - before;
         match read {

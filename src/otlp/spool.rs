@@ -37,13 +37,20 @@ const VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 48;
 const CRC_AT: usize = 44;
 const SUFFIX: &str = ".otlp";
+/// DEFLATE inflates a byte to at most 1032 (RFC 1951's longest match from
+/// one symbol): a header that claims more than that of its payload lies,
+/// and trusting it would size a buffer for it.
+const MAX_INFLATION: u64 = 1032;
+/// A file larger than this is no batch (a large org's batch is a few
+/// hundred kilobytes): not read into memory.
+const MAX_FILE: u64 = 256 << 20;
 const TEMP_SUFFIX: &str = ".tmp";
 /// Where files that do not check out are moved.
 pub(crate) const CORRUPT_DIR: &str = "corrupt";
 
 /// Why a spool file was not taken as a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Corrupt {
+pub enum Corrupt {
     /// Shorter than its header, or than the payload the header announces.
     Truncated { length: u64, expected: u64 },
     /// Not a spool file of this exporter.
@@ -80,7 +87,7 @@ impl fmt::Display for Corrupt {
 }
 
 /// The header of a batch, then its payload.
-pub(crate) fn encode(meta: &Meta, payload: &[u8]) -> Vec<u8> {
+pub fn encode(meta: &Meta, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -103,7 +110,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 }
 
 /// A whole spool file → its batch's description and payload.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Meta, &[u8]), Corrupt> {
+pub fn decode(bytes: &[u8]) -> Result<(Meta, &[u8]), Corrupt> {
     let length = bytes.len() as u64;
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         // A file cut inside the magic is ours, truncated, only if what is
@@ -152,6 +159,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Meta, &[u8]), Corrupt> {
     if !(time.is_finite() && time >= 0.0) {
         return Err(Corrupt::Header("the collection time is not a time"));
     }
+    if raw_len > payload_len.saturating_mul(MAX_INFLATION).saturating_add(64) {
+        return Err(Corrupt::Header("an encoded length the payload cannot inflate to"));
+    }
     Ok((
         Meta {
             time,
@@ -161,6 +171,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Meta, &[u8]), Corrupt> {
         },
         payload,
     ))
+}
+
+/// A file's bytes, unless it is larger than any batch.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("larger than {} MiB: no batch", MAX_FILE >> 20));
+    }
+    Ok(bytes)
 }
 
 /// The file name of a batch: oldest first in a listing.
@@ -253,7 +277,7 @@ impl Spool {
     /// The payload of a batch written earlier, checked against what the
     /// backlog knows of it.
     pub(crate) fn read(&self, path: &Path, expected: &Meta) -> Result<Vec<u8>, String> {
-        let bytes = fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+        let bytes = read_bounded(path)?;
         let (meta, payload) = decode(&bytes).map_err(|c| c.to_string())?;
         if meta.seq != expected.seq || meta.stored_len != expected.stored_len {
             return Err("it changed on disk since it was written".into());
@@ -303,9 +327,7 @@ impl Spool {
                 });
                 continue;
             }
-            let checked = fs::read(&path)
-                .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|bytes| {
+            let checked = read_bounded(&path).and_then(|bytes| {
                     decode(&bytes)
                         .map(|(meta, _)| meta)
                         .map_err(|c| c.to_string())
@@ -403,6 +425,14 @@ mod tests {
         assert!(matches!(decode(&huge), Err(Corrupt::Truncated { .. })));
         let bad_time = encode(&meta(f64::NAN, 1), b"x");
         assert!(matches!(decode(&bad_time), Err(Corrupt::Header(_))));
+        // Found by fuzz/spool_decode: a length no payload inflates to sized
+        // a buffer of 46 TB.
+        let mut liar = meta(1.0, 1);
+        liar.raw_len = 46_179_488_366_604;
+        assert_eq!(
+            decode(&encode(&liar, b"hello")).unwrap_err(),
+            Corrupt::Header("an encoded length the payload cannot inflate to")
+        );
     }
 
     #[test]
