@@ -656,6 +656,15 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
         started.elapsed()
     );
     assert!(!held.lock().unwrap().is_empty());
+    // Without OTEL_SPOOL_DIR what was not delivered is gone, and said so.
+    let lost: Vec<String> = exporter
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("undelivered OTLP batches are lost at shutdown"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", exporter.stderr());
+    assert!(lost[0].contains("batches="), "{}", lost[0]);
 }
 
 // --- TLS --------------------------------------------------------------------

@@ -224,7 +224,17 @@ impl<E: Export> Sender<E> {
                 return;
             }
             let bytes = body.len();
-            match delivery::attempt(&self.export, body, timeout).await {
+            let attempt = delivery::attempt(&self.export, body, timeout);
+            tokio::pin!(attempt);
+            // In an outage a batch that joins during a long attempt (a
+            // collector that does not answer) goes to disk at once too.
+            let result = loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    _ = self.changed.notified(), if failing => self.persist().await,
+                }
+            };
+            match result {
                 Ok(accepted) => {
                     self.accepted(&seqs, bytes, accepted).await;
                     backoff = delivery::backoff();

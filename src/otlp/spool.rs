@@ -160,7 +160,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Meta, &[u8]), Corrupt> {
         return Err(Corrupt::Header("the collection time is not a time"));
     }
     if raw_len > payload_len.saturating_mul(MAX_INFLATION).saturating_add(64) {
-        return Err(Corrupt::Header("an encoded length the payload cannot inflate to"));
+        return Err(Corrupt::Header(
+            "an encoded length the payload cannot inflate to",
+        ));
     }
     Ok((
         Meta {
@@ -328,10 +330,10 @@ impl Spool {
                 continue;
             }
             let checked = read_bounded(&path).and_then(|bytes| {
-                    decode(&bytes)
-                        .map(|(meta, _)| meta)
-                        .map_err(|c| c.to_string())
-                });
+                decode(&bytes)
+                    .map(|(meta, _)| meta)
+                    .map_err(|c| c.to_string())
+            });
             match checked {
                 Ok(meta) => scan.batches.push((meta, path)),
                 Err(why) => {

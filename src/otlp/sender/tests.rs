@@ -352,3 +352,44 @@ async fn a_batch_damaged_on_disk_is_set_aside_and_the_rest_delivered() {
     run.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_spool_that_fails_keeps_batches_in_memory_says_so_once_and_counts() {
+    let (dir, spool) = temp_spool("full");
+    let t = sender((0..1000).map(|_| down()).collect(), Some(spool), 1 << 30);
+    // The directory goes away under the exporter: every write fails, as
+    // on a full disk.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let run = tokio::spawn({
+        let s = t.sender.clone();
+        async move { s.run().await }
+    });
+    let start = now() - 100.0;
+    t.add(start, "a").await;
+    t.add(start + 1.0, "b").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t.counts().backlog.spool_write_failures < Some(2) && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(t.counts().backlog.spool_write_failures >= Some(2));
+    assert_eq!(
+        t.sender.state().backlog.unwritten().len(),
+        2,
+        "kept in memory"
+    );
+    assert!(t.sender.state().spool_failing, "logged once, then at debug");
+
+    // The disk takes batches again: they are written.
+    std::fs::create_dir_all(&dir).unwrap();
+    t.add(start + 2.0, "c").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files(&dir).len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files(&dir).len(), 3);
+    assert!(!t.sender.state().spool_failing);
+    assert_eq!(t.counts().backlog.batches, 3, "nothing was lost");
+    run.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
