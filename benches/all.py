@@ -19,8 +19,8 @@ Builds the release binaries (glibc) and the static musl binary, then runs:
 
 Writes a Markdown table (figure | ours | alternative | ratio | target | met?)
 with the date, the machine (cores, CPU model, kernel, rustc) and the command.
-Loopback only; every step is bounded. About 6 minutes on 2 cores with the
-binaries built, 9 to 10 from a clean clone.
+Loopback only; every step is bounded. About 6 to 8 minutes on 2 cores with
+the binaries built, 9 to 10 from a clean clone.
 
 Usage: benches/all.py [--quick] [--output PATH] [--no-build]
   --quick   one short round of everything (to check the script, not for figures)
