@@ -48,6 +48,9 @@ pub(crate) type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
 pub(crate) struct Push<R> {
     builder: Arc<Builder<R>>,
     sender: Arc<Sender<Transport>>,
+    /// True once the spool is read back: batches built before would take
+    /// sequence numbers the spool's batches may hold.
+    loaded: watch::Receiver<bool>,
     ticker: JoinHandle<()>,
     sending: JoinHandle<()>,
 }
@@ -123,12 +126,13 @@ impl<R: Send + Sync + 'static> Push<R> {
         let ticker = tokio::spawn(tick(
             builder.clone(),
             sender.clone(),
-            ready,
+            ready.clone(),
             config.push_interval,
         ));
         Push {
             builder,
             sender,
+            loaded: ready,
             ticker,
             sending,
         }
@@ -140,9 +144,13 @@ impl<R: Send + Sync + 'static> Push<R> {
     pub(crate) async fn shutdown(self, within: Duration) {
         let deadline = Instant::now() + within;
         self.ticker.abort();
+        let mut loaded = self.loaded.clone();
+        let ready = tokio::time::timeout_at(deadline, loaded.wait_for(|done| *done)).await;
         let published = self.builder.cache.current();
         let time = published.status.timestamp;
-        if time == 0.0 {
+        if !matches!(ready, Ok(Ok(_))) {
+            tracing::info!("the spool is still being read: no last OTLP push");
+        } else if time == 0.0 {
             tracing::info!("no refresh attempted yet: no last OTLP push");
         } else if self.sender.newest() == Some(time) {
             // A waiting batch already carries this snapshot: a second one
