@@ -4,26 +4,19 @@
 //! Multi-threaded runtimes: the harness blocks its thread while it waits for
 //! the child process, and the receiver must keep answering meanwhile.
 
+#[path = "support/collector.rs"]
+mod collector;
 mod support;
 
 use support::fake_cls::fixture;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use collector::{grpc_collector, grpc_collector_on, http_collector, Answer, Collector};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
 };
-use prost::Message;
-use std::collections::{BTreeMap, VecDeque};
-use std::io::Read;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{log_lines, value, Exporter};
@@ -33,292 +26,8 @@ use support::pki::Pki;
 use support::scratch::{free_addr, scratch_dir, write_file};
 use support::series::up;
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::Code;
-
-// ---------------------------------------------------------------------------
-// The receiver
-
-/// What the receiver answers to one export.
-#[derive(Clone, Debug)]
-enum Answer {
-    Accept,
-    /// Rejected data points and the message.
-    Partial(i64, &'static str),
-    /// A gRPC error, with a RetryInfo delay when given.
-    Grpc(Code, Option<Duration>),
-    /// An OTLP/HTTP status code with an empty body.
-    Http(u16),
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    at: Instant,
-    /// Lowercase names.
-    headers: Vec<(String, String)>,
-    path: String,
-    request: ExportMetricsServiceRequest,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Records every export; answers from a script, then with the fallback.
-#[derive(Clone)]
-struct Collector {
-    got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<Answer>>>,
-    fallback: Answer,
-}
-
-impl Collector {
-    fn new(script: Vec<Answer>, fallback: Answer) -> Collector {
-        Collector {
-            got: Arc::default(),
-            script: Arc::new(Mutex::new(script.into())),
-            fallback,
-        }
-    }
-
-    fn accepting() -> Collector {
-        Collector::new(vec![], Answer::Accept)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.got.lock().unwrap().len()
-    }
-
-    fn next_answer(&self) -> Answer {
-        self.script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| self.fallback.clone())
-    }
-
-    /// Waits (polling, at most `limit`) until `n` exports have arrived.
-    async fn wait_for(&self, n: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.count() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.count() >= n
-    }
-}
-
-/// `google.rpc.Status` / `google.rpc.RetryInfo`, as a collector sends them.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-#[derive(Clone, PartialEq, Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
-
-fn grpc_status(code: Code, delay: Option<Duration>) -> tonic::Status {
-    let Some(delay) = delay else {
-        return tonic::Status::new(code, "injected");
-    };
-    let info = RetryInfo {
-        retry_delay: Some(ProtoDuration {
-            seconds: delay.as_secs() as i64,
-            nanos: delay.subsec_nanos() as i32,
-        }),
-    };
-    let status = RpcStatus {
-        code: code as i32,
-        message: "injected".into(),
-        details: vec![ProtoAny {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: info.encode_to_vec(),
-        }],
-    };
-    tonic::Status::with_details(code, "injected", Bytes::from(status.encode_to_vec()))
-}
-
-fn response(rejected: i64, message: &str) -> ExportMetricsServiceResponse {
-    ExportMetricsServiceResponse {
-        partial_success: (rejected > 0 || !message.is_empty()).then(|| {
-            ExportMetricsPartialSuccess {
-                rejected_data_points: rejected,
-                error_message: message.to_owned(),
-            }
-        }),
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let headers = request
-            .metadata()
-            .clone()
-            .into_headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or("<binary>").to_owned(),
-                )
-            })
-            .collect();
-        self.got.lock().unwrap().push(Received {
-            at: Instant::now(),
-            headers,
-            path: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export".into(),
-            request: request.into_inner(),
-        });
-        match self.next_answer() {
-            Answer::Accept => Ok(tonic::Response::new(response(0, ""))),
-            Answer::Partial(n, message) => Ok(tonic::Response::new(response(n, message))),
-            Answer::Grpc(code, delay) => Err(grpc_status(code, delay)),
-            Answer::Http(code) => panic!("HTTP answer {code} scripted for gRPC"),
-        }
-    }
-}
-
-/// A gRPC receiver on `addr` (port 0: any), optionally behind TLS.
-async fn grpc_collector_on(
-    collector: &Collector,
-    addr: SocketAddr,
-    tls: Option<ServerTlsConfig>,
-) -> SocketAddr {
-    let listener = TcpListener::bind(addr).await.expect("bind receiver");
-    let addr = listener.local_addr().unwrap();
-    let service = MetricsServiceServer::new(collector.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
-    let mut builder = Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).expect("server TLS");
-    }
-    let router = builder.add_service(service);
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-    addr
-}
-
-/// A plain gRPC receiver on any port: its endpoint URL.
-async fn grpc_collector(collector: &Collector) -> String {
-    let addr = grpc_collector_on(collector, "127.0.0.1:0".parse().unwrap(), None).await;
-    format!("http://{addr}")
-}
-
-/// An OTLP/HTTP receiver, optionally behind TLS (tokio-rustls): its
-/// endpoint URL.
-async fn http_collector(collector: &Collector, tls: Option<Arc<rustls::ServerConfig>>) -> String {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let collector = collector.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let collector = collector.clone();
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let collector = collector.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let raw = body.collect().await.unwrap().to_bytes();
-                        let gzip = parts
-                            .headers
-                            .get("content-encoding")
-                            .is_some_and(|v| v == "gzip");
-                        let bytes = if gzip {
-                            let mut out = Vec::new();
-                            flate2::read::GzDecoder::new(&raw[..])
-                                .read_to_end(&mut out)
-                                .unwrap();
-                            out
-                        } else {
-                            raw.to_vec()
-                        };
-                        collector.got.lock().unwrap().push(Received {
-                            at: Instant::now(),
-                            headers: parts
-                                .headers
-                                .iter()
-                                .map(|(k, v)| {
-                                    (k.as_str().to_owned(), v.to_str().unwrap().to_owned())
-                                })
-                                .collect(),
-                            path: parts.uri.path().to_owned(),
-                            request: ExportMetricsServiceRequest::decode(&bytes[..])
-                                .expect("OTLP/HTTP body decodes"),
-                        });
-                        let (status, body) = match collector.next_answer() {
-                            Answer::Accept => (200, response(0, "").encode_to_vec()),
-                            Answer::Partial(n, m) => (200, response(n, m).encode_to_vec()),
-                            Answer::Http(code) => (code, Vec::new()),
-                            Answer::Grpc(code, _) => panic!("gRPC answer {code:?} for HTTP"),
-                        };
-                        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        response.headers_mut().insert(
-                            "content-type",
-                            hyper::header::HeaderValue::from_static("application/x-protobuf"),
-                        );
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
-                let http = hyper::server::conn::http1::Builder::new();
-                match acceptor {
-                    Some(acceptor) => {
-                        if let Ok(tls) = acceptor.accept(stream).await {
-                            let _ = http.serve_connection(TokioIo::new(tls), service).await;
-                        }
-                    }
-                    None => {
-                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
-                    }
-                }
-            });
-        }
-    });
-    format!("{scheme}://{addr}")
-}
 
 // ---------------------------------------------------------------------------
 // Reading the two outputs
@@ -661,8 +370,11 @@ async fn pull_and_push_together_make_one_refresh_per_ttl() {
     );
 }
 
+/// A retryable answer keeps the batch: it is retried with the backoff
+/// (each attempt bounded by OTEL_EXPORTER_OTLP_TIMEOUT) until the collector
+/// takes it, the failure said once in the log, then delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_is_retried_until_the_export_timeout() {
+async fn unavailable_is_retried_with_backoff_and_the_batch_kept_until_accepted() {
     let cls = FakeCls::start(fixture(), "test-key").await;
     let collector = Collector::new(vec![], Answer::Grpc(Code::Unavailable, None));
     let endpoint = grpc_collector(&collector).await;
@@ -672,33 +384,67 @@ async fn unavailable_is_retried_until_the_export_timeout() {
         ONCE,
         &[("OTEL_EXPORTER_OTLP_TIMEOUT", "2000")],
     );
-    assert!(collector.wait_for(1, Duration::from_secs(10)).await);
-    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(5)).await;
-    // Nothing more once the batch is given up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(collector.wait_for(4, Duration::from_secs(10)).await);
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_pushes_total",
+        "result=\"failure\"",
+        |v| v >= 4.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(1.0)
+    );
+    assert!(org_value(&text, "nvidia_cls_otlp_backlog_bytes", "").unwrap() > 100.0);
+    let snapshot_time = org_value(&text, "nvidia_cls_scrape_timestamp_seconds", "");
+    assert_eq!(
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+            ""
+        ),
+        snapshot_time
+    );
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
+        Some(0.0)
+    );
     let got = collector.received();
-    let first = got[0].at;
-    let span = got.last().unwrap().at - first;
-    // Backoff 0.25–0.5 s, then 0.5–1 s, then 1–2 s: 3 or 4 attempts in 2 s.
-    assert!((3..=4).contains(&got.len()), "{} attempts", got.len());
-    assert!(span < Duration::from_millis(2000), "attempts span {span:?}");
+    // Backoff 0.25–0.5 s, then 0.5–1 s, then 1–2 s, ...
     for pair in got.windows(2) {
         assert!(
             pair[1].at - pair[0].at >= Duration::from_millis(240),
             "backoff"
         );
     }
+    let failed = log_lines(&exporter, "OTLP push failed; batches are kept").await;
+    assert_eq!(failed.len(), 1, "said once: {}", exporter.stderr());
+
+    collector.set_fallback(Answer::Accept);
+    let text = pushes(&exporter, "success", 1.0, Duration::from_secs(10)).await;
     assert_eq!(
-        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"failure\""),
-        Some(1.0)
-    );
-    assert_eq!(
-        org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
         Some(0.0)
     );
-    assert!(org_value(&text, "nvidia_cls_otlp_last_success_timestamp_seconds", "").is_none());
-    let told = log_lines(&exporter, "deadline reached").await;
-    assert!(!told.is_empty(), "{}", exporter.stderr());
+    assert_eq!(
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+            ""
+        ),
+        None
+    );
+    let last = collector.received().pop().unwrap();
+    assert_eq!(
+        pushed_value(&last.request, "nvidia_cls_scrape_timestamp_seconds", &[]),
+        snapshot_time.unwrap(),
+        "the batch of the first interval, delivered"
+    );
+    assert!(!log_lines(&exporter, "accepts batches again")
+        .await
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -820,6 +566,15 @@ async fn collector_down_at_start_then_up_receives_data() {
     )
     .await;
     assert_eq!(up(&text), Some(1.0));
+    let text = eventually_metric(
+        &exporter,
+        "nvidia_cls_otlp_backlog_batches",
+        "",
+        |v| v >= 2.0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(org_value(&text, "nvidia_cls_otlp_backlog_batches", "").unwrap() >= 2.0);
     let collector = Collector::accepting();
     grpc_collector_on(&collector, addr, None).await;
     assert!(
@@ -827,9 +582,19 @@ async fn collector_down_at_start_then_up_receives_data() {
         "data arrives once the collector is up; log:\n{}",
         exporter.stderr()
     );
+    // The first request is the backlog of the intervals it was down: one
+    // resource metrics a batch, oldest first.
     let request = &collector.received()[0].request;
+    assert!(
+        request.resource_metrics.len() >= 2,
+        "{}",
+        request.resource_metrics.len()
+    );
+    let first = ExportMetricsServiceRequest {
+        resource_metrics: vec![request.resource_metrics[0].clone()],
+    };
     assert_eq!(
-        pushed_value(request, "nvidia_cls_up", &[("org_name", "lic-demo")]),
+        pushed_value(&first, "nvidia_cls_up", &[("org_name", "lic-demo")]),
         1.0
     );
 }
@@ -891,6 +656,15 @@ async fn sigterm_with_a_dead_collector_still_exits_promptly() {
         started.elapsed()
     );
     assert!(!held.lock().unwrap().is_empty());
+    // Without OTEL_SPOOL_DIR what was not delivered is gone, and said so.
+    let lost: Vec<String> = exporter
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("undelivered OTLP batches are lost at shutdown"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", exporter.stderr());
+    assert!(lost[0].contains("batches="), "{}", lost[0]);
 }
 
 // --- TLS --------------------------------------------------------------------
@@ -1075,12 +849,25 @@ async fn http_retries_503_but_not_400() {
         "3000",
         &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
     );
-    // Batch 1: 503, 503, accepted. Batch 2 (3 s later): 400, not retried.
+    // Batch 1: 503, 503, accepted. Batch 2 (3 s later): 400, not retried,
+    // dropped as rejected. Every failed request counts as a failure.
     assert!(collector.wait_for(4, Duration::from_secs(10)).await);
-    let text = pushes(&exporter, "failure", 1.0, Duration::from_secs(3)).await;
+    let text = pushes(&exporter, "failure", 3.0, Duration::from_secs(3)).await;
     assert_eq!(
         org_value(&text, "nvidia_cls_otlp_pushes_total", "result=\"success\""),
         Some(1.0)
+    );
+    assert_eq!(
+        org_value(
+            &text,
+            "nvidia_cls_otlp_backlog_dropped_total",
+            "reason=\"rejected\""
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        org_value(&text, "nvidia_cls_otlp_backlog_batches", ""),
+        Some(0.0)
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(collector.count(), 4, "the 400 was not retried");

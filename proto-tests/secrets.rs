@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::exporter::{http, run_to_end, Exporter};
 use support::fake_cls::FakeCls;
-use support::scratch::free_addr;
+use support::scratch::{free_addr, scratch_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -156,6 +156,30 @@ async fn check_outputs(base_url: &str, what: &str) -> Vec<(String, Vec<u8>)> {
     .unwrap()
 }
 
+/// Every file of a spool, as written and with its payload inflated (a
+/// secret in a compressed payload would not show verbatim).
+fn spool_contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    /// The spool header's length (src/otlp/spool.rs): the payload follows.
+    const HEADER: usize = 48;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("the spool directory") {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let mut inflated = Vec::new();
+        if bytes.len() > HEADER {
+            let _ = flate2::read::GzDecoder::new(&bytes[HEADER..]).read_to_end(&mut inflated);
+        }
+        let name = path.display().to_string();
+        out.push((format!("{name} inflated"), inflated));
+        out.push((name, bytes));
+    }
+    out
+}
+
 fn assert_absent(outputs: &[(String, Vec<u8>)], secret: &str) {
     for (what, bytes) in outputs {
         let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
@@ -198,14 +222,26 @@ async fn neither_the_api_key_nor_an_otlp_header_appears_in_any_output() {
     assert!(rest.iter().all(|l| !l.contains(HEADER)));
 
     // 2. The key is rejected (401) and the collector is unreachable: the
-    //    error paths log what failed, never the values.
+    //    error paths log what failed, never the values; the batches that
+    //    wait are in OTEL_SPOOL_DIR, which must hold metric data only.
     cls.set_api_key("some-other-key");
     let unreachable = format!("http://{}", free_addr());
-    let settings = otlp_settings(&unreachable);
+    let spool = scratch_dir("secrets-spool");
+    let mut settings = otlp_settings(&unreachable);
+    settings.push(("OTEL_SPOOL_DIR", spool.to_str().unwrap().to_owned()));
     let env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut exporter = Exporter::start(&cls.base_url(), &env);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let failed = everything_from(&mut exporter).await;
+    let spooled = spool_contents(&spool);
+    assert!(
+        spooled
+            .iter()
+            .any(|(_, bytes)| bytes.windows(13).any(|w| w == b"nvidia_cls_up")),
+        "the spool holds the waiting batches: {:?}",
+        spooled.iter().map(|(name, _)| name).collect::<Vec<_>>()
+    );
+    outputs.extend(spooled);
     let stderr = String::from_utf8_lossy(&failed.last().unwrap().1).into_owned();
     assert!(
         stderr.contains("API key was rejected"),

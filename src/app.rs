@@ -151,6 +151,9 @@ struct Files {
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The OTLP certificates and headers, when the push is enabled.
     otlp: Option<otlp::Material>,
+    /// OTEL_SPOOL_DIR, created if missing and checked writable, when the
+    /// push is enabled.
+    spool: Option<otlp::Spool>,
     /// WEB_CONFIG_FILE: listener TLS and basic auth.
     web: web_config::WebConfig,
 }
@@ -166,6 +169,10 @@ impl Files {
             .enabled
             .then(|| otlp::Material::load(&config.otel))
             .transpose()?;
+        let spool = match (&config.otel.backlog.spool_dir, config.otel.enabled) {
+            (Some(dir), true) => Some(otlp::Spool::open(dir)?),
+            _ => None,
+        };
         let web = match &config.web_config_file {
             Some(path) => web_config::load(path)?,
             None => web_config::WebConfig {
@@ -176,6 +183,7 @@ impl Files {
         Ok(Files {
             extra_roots,
             otlp,
+            spool,
             web,
         })
     }
@@ -203,6 +211,7 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
     let Files {
         extra_roots,
         otlp,
+        spool,
         web,
     } = files;
     // The clients refuse what they cannot use (a CA certificate rustls
@@ -252,11 +261,14 @@ async fn serve(config: Config, files: Files) -> Result<(), StartupError> {
     tokio::spawn(async move {
         warm.get().await;
     });
-    let push_stats = transport.as_ref().map(|_| Arc::new(PushStats::default()));
+    let push_stats = transport
+        .as_ref()
+        .map(|_| Arc::new(PushStats::new(spool.is_some())));
     let push = match (transport, &push_stats) {
         (Some(transport), Some(push_stats)) => Some(otlp::Push::start(
             &config.otel,
             transport,
+            spool,
             cache.clone(),
             Arc::new(move |status: &Status| refresh_families(status, &stats)),
             config.org_name.clone(),

@@ -42,7 +42,8 @@ mod summary;
 mod tls;
 
 /// What the fuzz targets and the benchmarks drive: decoding CLS answers,
-/// building a snapshot, the metric table, the encoder, the settings parser.
+/// building a snapshot, the metric table, the encoder, the settings parser,
+/// the spool's file format.
 /// Not an API: it changes with the code.
 #[doc(hidden)]
 pub mod harness {
@@ -60,6 +61,10 @@ pub mod harness {
     pub use crate::metrics::live::{process_families, push_families, PushCounts};
     pub use crate::metrics::process::ProcessStats;
     pub use crate::metrics::text::{encode, Format, Prepared};
+    pub use crate::otlp::backlog::{merge as merge_batches, Meta as BatchMeta};
+    pub use crate::otlp::spool::{
+        decode as decode_spool_file, encode as encode_spool_file, Corrupt as SpoolCorrupt,
+    };
     pub use crate::retry::parse_retry_after;
     pub use crate::snapshot::{
         EntitlementKey, EntitlementRow, FeatureUse, PoolFeatureKey, PoolUse, ServerFeatureKey,

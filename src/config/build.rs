@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::raw::{Raw, RawArgs};
 use super::settings::*;
 use super::values::*;
+use super::{BacklogConfig, OtelConfig, OtlpCompression, OtlpProtocol, Secret};
 use super::{Config, ConfigError, HealthcheckConfig, LogFormat, LogLevel};
-use super::{OtelConfig, OtlpCompression, OtlpProtocol, Secret};
 
 /// The server's configuration: the key and org name are required.
 pub(crate) fn run(
@@ -176,6 +176,7 @@ fn otel(raw: &RawArgs) -> Result<OtelConfig, ConfigError> {
         .unwrap_or_else(|| DEFAULT_OTEL_SERVICE_NAME.to_string());
     let push_interval = raw.parse(&OTEL_PUSH_INTERVAL, parse_duration)?;
     let export_interval = raw.parse(&METRIC_EXPORT_INTERVAL, parse_millis)?;
+    let spool_dir = raw.string(&OTEL_SPOOL_DIR).map(PathBuf::from);
 
     Ok(OtelConfig {
         enabled: raw.parse_or(&OTEL_ENABLED, DEFAULT_OTEL_ENABLED, parse_bool)?,
@@ -201,5 +202,23 @@ fn otel(raw: &RawArgs) -> Result<OtelConfig, ConfigError> {
         push_interval: export_interval
             .or(push_interval)
             .unwrap_or(DEFAULT_OTEL_PUSH_INTERVAL),
+        backlog: BacklogConfig {
+            max_age: raw.parse_or(
+                &OTEL_BACKLOG_MAX_AGE,
+                DEFAULT_OTEL_BACKLOG_MAX_AGE,
+                parse_duration,
+            )?,
+            max_bytes: raw.parse_or(
+                &OTEL_BACKLOG_MAX_BYTES,
+                DEFAULT_OTEL_BACKLOG_MAX_BYTES,
+                parse_size,
+            )?,
+            request_max_bytes: raw.parse_or(
+                &OTEL_BACKLOG_REQUEST_MAX_BYTES,
+                DEFAULT_OTEL_BACKLOG_REQUEST_MAX_BYTES,
+                parse_size,
+            )?,
+            spool_dir,
+        },
     })
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::duration::format_go_duration;
 use super::settings::{Setting, Shown, SETTINGS};
+use super::values::format_size;
 
 pub(crate) fn text() -> String {
     let name = env!("CARGO_PKG_NAME");
@@ -49,6 +50,7 @@ fn entry(out: &mut String, s: &Setting) {
         Shown::Duration(d) => format!(" (default {})", format_go_duration(d)),
         Shown::Int(n) => format!(" (default {n})"),
         Shown::Bool(b) => format!(" (default {b})"),
+        Shown::Size(n) => format!(" (default {})", format_size(n)),
     };
     let _ = match s.flag {
         Some(flag) if s.arg.is_empty() => write!(out, "  -{flag}, {names}"),
@@ -85,6 +87,9 @@ mod tests {
             "  -otel-insecure, OTEL_INSECURE (default true)\n",
             "  -parallelism n, PARALLELISM (default 8)\n",
             "  -log-level level, LOG_LEVEL (default info)\n",
+            "  -otel-backlog-max-age duration, OTEL_BACKLOG_MAX_AGE (default 24h0m0s)\n",
+            "  -otel-backlog-max-bytes size, OTEL_BACKLOG_MAX_BYTES (default 64MiB)\n",
+            "  -otel-spool-dir path, OTEL_SPOOL_DIR\n",
             "  HTTPS_PROXY or https_proxy\n",
             "  OTEL_EXPORTER_OTLP_TIMEOUT (default 10000)\n",
             "  healthcheck\n",

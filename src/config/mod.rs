@@ -132,6 +132,20 @@ pub struct OtelConfig {
     pub(crate) service_name: String,
     pub(crate) service_instance_id: String,
     pub push_interval: Duration,
+    pub(crate) backlog: BacklogConfig,
+}
+
+/// What the push keeps of batches the collector has not accepted yet.
+#[derive(Debug, Clone)]
+pub(crate) struct BacklogConfig {
+    /// Batches whose collection time is older are dropped.
+    pub(crate) max_age: Duration,
+    /// Stored (compressed) bytes kept; the oldest batches go first.
+    pub(crate) max_bytes: u64,
+    /// A replay request holds batches up to this many encoded bytes.
+    pub(crate) request_max_bytes: u64,
+    /// OTEL_SPOOL_DIR: opened and checked by `app` before binding.
+    pub(crate) spool_dir: Option<PathBuf>,
 }
 
 /// Where to listen. `AllInterfaces` is the `:port` form (IPv4 and IPv6).

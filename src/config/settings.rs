@@ -26,6 +26,13 @@ pub(crate) const DEFAULT_OTEL_SERVICE_NAME: &str = "nvidia-license-server-export
 pub(crate) const DEFAULT_OTEL_SERVICE_INSTANCE_ID: &str = "unknown";
 pub(crate) const DEFAULT_OTEL_INSECURE: bool = true;
 pub(crate) const DEFAULT_OTEL_PUSH_INTERVAL: Duration = Duration::from_secs(60);
+/// How old (by collection time) a batch waiting for the collector may get.
+pub(crate) const DEFAULT_OTEL_BACKLOG_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How many stored (compressed) bytes of waiting batches are kept.
+pub(crate) const DEFAULT_OTEL_BACKLOG_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest replay request (encoded, before transport compression): the
+/// OpenTelemetry Collector's default gRPC receive limit.
+pub(crate) const DEFAULT_OTEL_BACKLOG_REQUEST_MAX_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_millis(10_000);
 pub(crate) const DEFAULT_OTLP_PROTOCOL: OtlpProtocol = OtlpProtocol::Grpc;
 pub(crate) const DEFAULT_OTLP_COMPRESSION: OtlpCompression = OtlpCompression::None;
@@ -53,6 +60,8 @@ pub(crate) enum Shown {
     Duration(Duration),
     Int(u32),
     Bool(bool),
+    /// A size in bytes, shown in the largest binary unit that divides it.
+    Size(u64),
 }
 
 pub(crate) use table::*;
@@ -61,7 +70,7 @@ pub(crate) use table::*;
 #[rustfmt::skip]
 mod table {
     use super::*;
-    use Shown::{Bool, Duration as Dur, Int, Nothing, Required, Text};
+    use Shown::{Bool, Duration as Dur, Int, Nothing, Required, Size, Text};
 
     const fn flag(env: &'static str, flag: &'static str, arg: &'static str, default: Shown, help: &'static str) -> Setting {
         Setting { env, aliases: &[], flag: Some(flag), arg, default, help }
@@ -94,6 +103,10 @@ mod table {
     pub(crate) const OTEL_SERVICE_INSTANCE_ID: Setting = flag("OTEL_SERVICE_INSTANCE_ID", "otel-service-instance-id", "id", Text("the host name"), "service.instance.id resource attribute");
     pub(crate) const OTEL_INSECURE: Setting = flag("OTEL_INSECURE", "otel-insecure", "", Bool(DEFAULT_OTEL_INSECURE), "plain-text OTLP when the endpoint has no scheme");
     pub(crate) const OTEL_PUSH_INTERVAL: Setting = flag("OTEL_PUSH_INTERVAL", "otel-push-interval", "duration", Dur(DEFAULT_OTEL_PUSH_INTERVAL), "time between OTLP pushes");
+    pub(crate) const OTEL_BACKLOG_MAX_AGE: Setting = flag("OTEL_BACKLOG_MAX_AGE", "otel-backlog-max-age", "duration", Dur(DEFAULT_OTEL_BACKLOG_MAX_AGE), "undelivered OTLP batches older than this are dropped");
+    pub(crate) const OTEL_BACKLOG_MAX_BYTES: Setting = flag("OTEL_BACKLOG_MAX_BYTES", "otel-backlog-max-bytes", "size", Size(DEFAULT_OTEL_BACKLOG_MAX_BYTES), "stored (compressed) size of undelivered OTLP batches kept; the oldest go first");
+    pub(crate) const OTEL_BACKLOG_REQUEST_MAX_BYTES: Setting = flag("OTEL_BACKLOG_REQUEST_MAX_BYTES", "otel-backlog-request-max-bytes", "size", Size(DEFAULT_OTEL_BACKLOG_REQUEST_MAX_BYTES), "largest OTLP request when the backlog is replayed (several batches in one)");
+    pub(crate) const OTEL_SPOOL_DIR: Setting = flag("OTEL_SPOOL_DIR", "otel-spool-dir", "path", Nothing, "directory where undelivered OTLP batches survive restarts (default: memory only)");
 
     pub(crate) const API_KEY_FILE: Setting = env_only("NVIDIA_API_KEY_FILE", Nothing, "file holding the API key, read when NVIDIA_API_KEY is unset");
     pub(crate) const PORT: Setting = env_only("PORT", Nothing, "listen on :$PORT when LISTEN_ADDRESS is unset");
@@ -118,6 +131,7 @@ mod table {
         CACHE_TTL, PARALLELISM, CLS_PAGE_SIZE, API_CA_FILE, LOG_LEVEL, LOG_FORMAT, WEB_CONFIG_FILE,
         WEB_HEALTHZ_OPEN, OTEL_ENABLED,
         OTEL_ENDPOINT, OTEL_SERVICE_NAME, OTEL_SERVICE_INSTANCE_ID, OTEL_INSECURE, OTEL_PUSH_INTERVAL,
+        OTEL_BACKLOG_MAX_AGE, OTEL_BACKLOG_MAX_BYTES, OTEL_BACKLOG_REQUEST_MAX_BYTES, OTEL_SPOOL_DIR,
         API_KEY_FILE, PORT, HOSTNAME, HTTPS_PROXY, NO_PROXY, OTLP_ENDPOINT, OTLP_METRICS_ENDPOINT,
         OTLP_PROTOCOL, OTLP_HEADERS, OTLP_TIMEOUT, OTLP_COMPRESSION, OTLP_CERTIFICATE,
         OTLP_CLIENT_CERTIFICATE, OTLP_CLIENT_KEY, OTLP_INSECURE, RESOURCE_ATTRIBUTES, METRIC_EXPORT_INTERVAL,

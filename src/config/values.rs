@@ -39,6 +39,51 @@ pub(crate) fn parse_in_range(v: &str, max: u32) -> Result<u32, String> {
     }
 }
 
+/// The units of a size, largest first within each family: binary (1024)
+/// and decimal (1000), as the user writes them.
+const EXPECTED_SIZE: &str =
+    "expected a size such as 64MiB, 512KiB or 1GB (units B, KiB, MiB, GiB, KB, MB, GB)";
+const SIZE_UNITS: [(&str, u64); 7] = [
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("KB", 1_000),
+    ("B", 1),
+];
+
+/// A size: a whole number and a unit (`64MiB`, `512 KiB`, `1GB`, `4096B`).
+/// The unit is required: a bare `64` is as likely meant as MiB as bytes.
+pub(crate) fn parse_size(v: &str) -> Result<u64, String> {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = v.split_at(digits);
+    let unit = unit.trim_start();
+    let scale = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, scale)| *scale)
+        .ok_or(EXPECTED_SIZE.to_string())?;
+    let number: u64 = number.parse().map_err(|_| EXPECTED_SIZE.to_string())?;
+    match number.checked_mul(scale) {
+        Some(0) => Err("must be positive".to_string()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".to_string()),
+    }
+}
+
+/// A size as `--help` shows it: in the largest binary unit that divides it.
+pub(crate) fn format_size(bytes: u64) -> String {
+    SIZE_UNITS
+        .iter()
+        .filter(|(name, _)| name.ends_with("iB") || *name == "B")
+        .find(|(_, scale)| bytes % scale == 0 && bytes >= *scale)
+        .map_or_else(
+            || format!("{bytes}B"),
+            |(name, scale)| format!("{}{name}", bytes / scale),
+        )
+}
+
 /// One of `all`, case-insensitively; the error lists them.
 pub(crate) fn choose<T: Copy, const N: usize>(
     v: &str,
@@ -235,6 +280,38 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units_and_need_one() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("3GB"), Ok(3_000_000_000));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("5KB"), Ok(5_000));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        assert_eq!(parse_size("0MiB"), Err("must be positive".to_string()));
+        assert_eq!(
+            parse_size("99999999999999999999GiB"),
+            Err(EXPECTED_SIZE.to_string()),
+            "too many digits for a u64"
+        );
+        assert_eq!(parse_size("17179869184GiB"), Err("too large".to_string()));
+        for bad in [
+            "64", "MiB", "1.5GiB", "-1MiB", "64mib", "64 MiB x", "64Mi", "",
+        ] {
+            assert_eq!(parse_size(bad), Err(EXPECTED_SIZE.to_string()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_shown_in_the_largest_binary_unit_that_divides_them() {
+        assert_eq!(format_size(64 << 20), "64MiB");
+        assert_eq!(format_size(4 << 20), "4MiB");
+        assert_eq!(format_size(1536), "1536B", "1.5 KiB is not a whole KiB");
+        assert_eq!(format_size(1 << 30), "1GiB");
+        assert_eq!(format_size(1000), "1000B");
+    }
 
     #[test]
     fn percent_decode_accepts_only_two_hex_digit_escapes_of_utf8() {

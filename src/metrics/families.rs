@@ -6,7 +6,7 @@
 //! names and, next to them, the fields of the key that give their values.
 
 use super::family::{Family, Kind, Labels, Metric, NoLabels, StaticLabels, Unit};
-use super::live::PushCounts;
+use super::live::{DropReason, PushCounts};
 use crate::cache::Status;
 use crate::cls::stats::PageGuard;
 use crate::cls::{ApiStats, Endpoint};
@@ -132,6 +132,22 @@ impl Labels<1> for ResultLabel {
 impl StaticLabels<1> for ResultLabel {
     fn static_values(&self) -> [&'static str; 1] {
         [self.0]
+    }
+}
+
+/// `reason` a batch left the OTLP backlog undelivered.
+pub struct ReasonLabel(pub DropReason);
+
+impl Labels<1> for ReasonLabel {
+    const NAMES: &'static [&'static str; 1] = &["reason"];
+    fn values(&self) -> [&str; 1] {
+        self.static_values()
+    }
+}
+
+impl StaticLabels<1> for ReasonLabel {
+    fn static_values(&self) -> [&'static str; 1] {
+        [self.0.label()]
     }
 }
 
@@ -357,6 +373,36 @@ pub static OTLP_LAST_SUCCESS: Metric<NoLabels, 0> = Metric::new(
     Unit::Seconds,
     "Unix time of the latest OTLP push the collector accepted (fully or partially).",
 );
+pub static OTLP_BACKLOG_BATCHES: Metric<NoLabels, 0> = Metric::new(
+    "nvidia_cls_otlp_backlog_batches",
+    Kind::Gauge,
+    Unit::None,
+    "OTLP batches waiting for the collector to accept them (in memory or in OTEL_SPOOL_DIR).",
+);
+pub static OTLP_BACKLOG_BYTES: Metric<NoLabels, 0> = Metric::new(
+    "nvidia_cls_otlp_backlog_bytes",
+    Kind::Gauge,
+    Unit::Bytes,
+    "Stored (compressed) size of the OTLP batches waiting for the collector.",
+);
+pub static OTLP_BACKLOG_OLDEST: Metric<NoLabels, 0> = Metric::new(
+    "nvidia_cls_otlp_backlog_oldest_timestamp_seconds",
+    Kind::Gauge,
+    Unit::Seconds,
+    "Collection time of the oldest OTLP batch waiting for the collector; absent when none waits.",
+);
+pub static OTLP_BACKLOG_DROPPED: Metric<ReasonLabel, 1> = Metric::new(
+    "nvidia_cls_otlp_backlog_dropped",
+    Kind::Counter,
+    Unit::None,
+    "OTLP batches given up undelivered, by reason (age: older than OTEL_BACKLOG_MAX_AGE; size: past OTEL_BACKLOG_MAX_BYTES; rejected: refused by the collector for good; corrupt: a spool file that did not check out).",
+);
+pub static OTLP_SPOOL_WRITE_FAILURES: Metric<NoLabels, 0> = Metric::new(
+    "nvidia_cls_otlp_spool_write_failures",
+    Kind::Counter,
+    Unit::None,
+    "OTLP batches that could not be written to OTEL_SPOOL_DIR (a full or failing disk); they stay in memory.",
+);
 
 // The standard process families, as the Prometheus client libraries name
 // them (no org_name).
@@ -423,6 +469,11 @@ pub(crate) static ALL: &[&super::family::Desc] = &[
     &BUILD_INFO.desc,
     &OTLP_PUSHES.desc,
     &OTLP_LAST_SUCCESS.desc,
+    &OTLP_BACKLOG_BATCHES.desc,
+    &OTLP_BACKLOG_BYTES.desc,
+    &OTLP_BACKLOG_OLDEST.desc,
+    &OTLP_BACKLOG_DROPPED.desc,
+    &OTLP_SPOOL_WRITE_FAILURES.desc,
     &PROCESS_CPU.desc,
     &PROCESS_RSS.desc,
     &PROCESS_VSZ.desc,
@@ -501,6 +552,19 @@ pub fn push_families(p: &PushCounts) -> Vec<Family<'static>> {
     ])];
     if let Some(t) = p.last_success {
         out.push(OTLP_LAST_SUCCESS.one(t));
+    }
+    let b = &p.backlog;
+    out.push(OTLP_BACKLOG_BATCHES.one(b.batches as f64));
+    out.push(OTLP_BACKLOG_BYTES.one(b.bytes as f64));
+    if let Some(t) = b.oldest {
+        out.push(OTLP_BACKLOG_OLDEST.one(t));
+    }
+    out.push(
+        OTLP_BACKLOG_DROPPED
+            .family_of(DropReason::ALL.map(|r| (ReasonLabel(r), b.dropped[r as usize] as f64))),
+    );
+    if let Some(n) = b.spool_write_failures {
+        out.push(OTLP_SPOOL_WRITE_FAILURES.one(n as f64));
     }
     out
 }

@@ -1,19 +1,27 @@
 //! OTLP push: every push interval, the published snapshot (through the
 //! shared cache, so pull and push share one refresh) is mapped to one
-//! `ExportMetricsServiceRequest` and sent to the collector.
+//! `ExportMetricsServiceRequest`, encoded and compressed once, and handed
+//! to the sender as a batch stamped with the snapshot's collection time.
 //!
-//! Two tasks and a mailbox of one. The ticker builds a batch per interval
-//! and puts it in the mailbox, replacing one not yet taken; the sender takes
-//! it and delivers it with retries. So a slow or dead collector holds at most
-//! one batch in flight and one waiting, never blocks `/metrics` (which only
-//! reads the cache), and newer data always replaces older.
+//! Two tasks. The ticker builds a batch per interval; the sender delivers
+//! the backlog oldest first. A batch the collector does not take waits in
+//! the backlog (and in OTEL_SPOOL_DIR when set) instead of being replaced
+//! by a newer one, so an outage leaves no gap once the collector is back.
+//! Neither task ever blocks `/metrics`, which only reads the cache;
+//! encoding, compression and file work run on the blocking pool.
 //!
 //! Layout: `mapper` (families → protobuf, pure), `transport` (one attempt
-//! over gRPC or HTTP, answer classification), `delivery` (retries, backoff,
-//! deadline).
+//! over gRPC or HTTP, answer classification), `codec` (encoded bytes over
+//! tonic), `delivery` (an attempt's timeout, the backoff), `backlog` (the
+//! waiting batches, caps, replay groups; pure), `spool` (batches as files),
+//! `sender` (the backlog's owner).
 
+pub(crate) mod backlog;
+mod codec;
 pub(crate) mod delivery;
 pub(crate) mod mapper;
+mod sender;
+pub(crate) mod spool;
 pub(crate) mod transport;
 
 use crate::cache::{Cache, Published, Status};
@@ -22,11 +30,12 @@ use crate::config::OtelConfig;
 use crate::metrics::family::Family;
 use crate::metrics::live::{self, PushStats};
 use crate::metrics::process::ProcessStats;
-use delivery::{deliver, Outcome};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use std::sync::{Arc, Mutex};
+use prost::Message;
+use sender::Sender;
+pub(crate) use spool::Spool;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 pub(crate) use transport::{Material, Transport};
@@ -37,34 +46,31 @@ pub(crate) type FamiliesFn = Arc<dyn Fn(&Status) -> Vec<Family> + Send + Sync>;
 
 /// The running push; `shutdown` ends it with a last push.
 pub(crate) struct Push<R> {
-    shared: Arc<Shared<R>>,
+    builder: Arc<Builder<R>>,
+    sender: Arc<Sender<Transport>>,
+    /// True once the spool is read back: batches built before would take
+    /// sequence numbers the spool's batches may hold.
+    loaded: watch::Receiver<bool>,
     ticker: JoinHandle<()>,
-    sender: JoinHandle<()>,
+    sending: JoinHandle<()>,
 }
 
-struct Shared<R> {
-    transport: Transport,
+/// What makes a batch out of a published snapshot.
+struct Builder<R> {
     identity: mapper::Identity,
     families: FamiliesFn,
     stats: Arc<PushStats>,
     cache: Cache<R>,
-    /// OTEL_EXPORTER_OTLP_TIMEOUT: bounds the delivery of one batch,
-    /// retries included.
-    timeout: Duration,
-    endpoint: String,
-    /// The batch waiting for the sender. A std mutex: held only to swap an
-    /// `Option`, never across an await.
-    mailbox: Mutex<Option<Arc<ExportMetricsServiceRequest>>>,
-    /// Rung when the mailbox is filled; also cuts short the retries of an
-    /// older batch.
-    filled: Notify,
 }
 
 impl<R: Send + Sync + 'static> Push<R> {
-    /// Starts the ticker and the sender; must run inside the runtime.
+    /// Starts the sender (which first reads the spool back) and the ticker
+    /// (whose first batch waits for that, so that it joins the backlog
+    /// behind the spooled batches); must run inside the runtime.
     pub(crate) fn start(
         config: &OtelConfig,
         transport: Transport,
+        spool: Option<Spool>,
         cache: Cache<R>,
         families: FamiliesFn,
         org: String,
@@ -86,160 +92,120 @@ impl<R: Send + Sync + 'static> Push<R> {
             scope_version: env!("CARGO_PKG_VERSION"),
             start_time,
         };
-        let shared = Arc::new(Shared {
-            transport,
-            identity,
-            families,
-            stats,
-            cache,
-            timeout: config.timeout,
-            endpoint: config.endpoint.clone(),
-            mailbox: Mutex::new(None),
-            filled: Notify::new(),
-        });
+        let backlog = &config.backlog;
         tracing::info!(
             endpoint = %config.endpoint,
             protocol = config.protocol.as_str(),
             interval_seconds = config.push_interval.as_secs_f64(),
+            spool = ?spool.as_ref().map(|s| s.dir().display().to_string()),
             "OTLP push enabled"
         );
+        let sender = Arc::new(Sender::new(
+            transport,
+            spool,
+            stats.clone(),
+            (config.timeout, backlog.request_max_bytes),
+            (backlog.max_age, backlog.max_bytes),
+            config.endpoint.clone(),
+        ));
+        let builder = Arc::new(Builder {
+            identity,
+            families,
+            stats,
+            cache,
+        });
+        let (loaded, ready) = watch::channel(false);
+        let sending = tokio::spawn({
+            let sender = sender.clone();
+            async move {
+                sender.load().await;
+                let _ = loaded.send(true);
+                sender.run().await;
+            }
+        });
+        let ticker = tokio::spawn(tick(
+            builder.clone(),
+            sender.clone(),
+            ready.clone(),
+            config.push_interval,
+        ));
         Push {
-            ticker: tokio::spawn(shared.clone().tick(config.push_interval)),
-            sender: tokio::spawn(shared.clone().send()),
-            shared,
+            builder,
+            sender,
+            loaded: ready,
+            ticker,
+            sending,
         }
     }
 
-    /// Stops both tasks and pushes what is published now (no refresh),
-    /// giving up after `within`.
+    /// Stops the ticker, adds a last batch of what is published now (no
+    /// refresh; unless the newest waiting batch has that snapshot) and lets the sender deliver what it can within `within`:
+    /// what is left stays in the spool, or is lost (and logged).
     pub(crate) async fn shutdown(self, within: Duration) {
+        let deadline = Instant::now() + within;
         self.ticker.abort();
-        self.sender.abort();
-        let shared = self.shared;
-        let published = shared.cache.current();
-        if published.status.timestamp == 0.0 {
+        let mut loaded = self.loaded.clone();
+        let ready = tokio::time::timeout_at(deadline, loaded.wait_for(|done| *done)).await;
+        let published = self.builder.cache.current();
+        let time = published.status.timestamp;
+        if !matches!(ready, Ok(Ok(_))) {
+            tracing::info!("the spool is still being read: no last OTLP push");
+        } else if time == 0.0 {
             tracing::info!("no refresh attempted yet: no last OTLP push");
-            return;
+        } else if self.sender.newest() == Some(time) {
+            // A waiting batch already carries this snapshot: a second one
+            // would send its series twice at one time.
+            tracing::debug!("the last snapshot is already in the backlog: no last batch");
+        } else {
+            self.builder.batch(&published, &self.sender).await;
         }
-        let request = shared.build(&published);
-        let deadline = Instant::now() + within.min(shared.timeout);
-        let mut backoff = delivery::backoff();
-        let outcome = deliver(&shared.transport, &request, deadline, None, &mut backoff).await;
-        shared.record(outcome, "last OTLP push");
+        self.sender.stop(deadline);
+        let mut sending = self.sending;
+        if tokio::time::timeout_at(deadline, &mut sending)
+            .await
+            .is_err()
+        {
+            sending.abort();
+            let _ = sending.await;
+        }
+        self.sender.finish().await;
     }
 }
 
-impl<R: Send + Sync + 'static> Shared<R> {
-    fn build(&self, published: &Published<R>) -> ExportMetricsServiceRequest {
+impl<R: Send + Sync + 'static> Builder<R> {
+    /// Maps, encodes and compresses one batch (on the blocking pool: a
+    /// large org is megabytes), and hands it to the sender.
+    async fn batch(&self, published: &Published<R>, sender: &Sender<Transport>) {
         let snapshot = (self.families)(&published.status);
         let live = live::read(Some(self.stats.counts()));
-        mapper::request(
-            &self.identity,
-            &snapshot,
-            published.status.timestamp,
-            &live,
-            unix_now(),
-        )
-    }
-
-    /// One batch per interval; the first at once. A tick that comes while
-    /// the previous batch still waits replaces it.
-    async fn tick(self: Arc<Self>, interval: Duration) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let published = self.cache.get().await;
-            let request = Arc::new(self.build(&published));
-            let replaced = match self.mailbox.lock() {
-                Ok(mut slot) => slot.replace(request),
-                Err(poisoned) => poisoned.into_inner().replace(request),
-            };
-            if replaced.is_some() {
-                self.stats.failed();
-                tracing::warn!(
-                    "OTLP push: the previous batch was still waiting for the collector and was replaced by a newer one"
-                );
-            }
-            self.filled.notify_one();
+        let time = published.status.timestamp;
+        let request = mapper::request(&self.identity, &snapshot, time, &live, unix_now());
+        drop(snapshot);
+        let encoded = tokio::task::spawn_blocking(move || {
+            let encoded = request.encode_to_vec();
+            (encoded.len() as u64, backlog::compress(&encoded))
+        })
+        .await;
+        match encoded {
+            Ok((raw_len, payload)) => sender.enqueue(time, raw_len, payload).await,
+            Err(e) => tracing::error!("OTLP push: a batch could not be built: {e}"),
         }
     }
+}
 
-    fn take(&self) -> Option<Arc<ExportMetricsServiceRequest>> {
-        match self.mailbox.lock() {
-            Ok(mut slot) => slot.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        }
-    }
-
-    async fn send(self: Arc<Self>) {
-        let mut next = None;
-        loop {
-            let request = match next.take() {
-                Some(request) => request,
-                None => {
-                    self.filled.notified().await;
-                    match self.take() {
-                        Some(request) => request,
-                        None => continue,
-                    }
-                }
-            };
-            let deadline = Instant::now() + self.timeout;
-            let mut backoff = delivery::backoff();
-            let outcome = deliver(
-                &self.transport,
-                &request,
-                deadline,
-                Some(&self.filled),
-                &mut backoff,
-            )
-            .await;
-            if matches!(outcome, Outcome::Superseded { .. }) {
-                next = self.take();
-            }
-            self.record(outcome, "OTLP push");
-        }
-    }
-
-    fn record(&self, outcome: Outcome, what: &str) {
-        let endpoint = self.endpoint.as_str();
-        match outcome {
-            Outcome::Delivered { accepted, attempts } if accepted.rejected > 0 => {
-                self.stats.accepted(true);
-                tracing::warn!(
-                    endpoint,
-                    attempts,
-                    rejected_data_points = accepted.rejected,
-                    "{what}: the collector rejected some data points: {}",
-                    accepted.message
-                );
-            }
-            Outcome::Delivered { accepted, attempts } => {
-                self.stats.accepted(false);
-                if accepted.message.is_empty() {
-                    tracing::debug!(endpoint, attempts, "{what} delivered");
-                } else {
-                    tracing::info!(
-                        endpoint,
-                        attempts,
-                        "{what} delivered; the collector says: {}",
-                        accepted.message
-                    );
-                }
-            }
-            Outcome::Failed { reason, attempts } => {
-                self.stats.failed();
-                tracing::warn!(endpoint, attempts, "{what} failed: {reason}");
-            }
-            Outcome::Superseded { reason, attempts } => {
-                self.stats.failed();
-                tracing::warn!(
-                    endpoint,
-                    attempts,
-                    "{what} not delivered before a newer batch replaced it: {reason}"
-                );
-            }
-        }
+/// One batch per interval, the first once the spool is read back.
+async fn tick<R: Send + Sync + 'static>(
+    builder: Arc<Builder<R>>,
+    sender: Arc<Sender<Transport>>,
+    mut ready: watch::Receiver<bool>,
+    interval: Duration,
+) {
+    let _ = ready.wait_for(|loaded| *loaded).await;
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let published = builder.cache.get().await;
+        builder.batch(&published, &sender).await;
     }
 }

@@ -3,6 +3,7 @@
 //! the answer per the OTLP specification (retryable or not, server-given
 //! delay, partial success). Retrying is the caller's business (`delivery`).
 
+use super::codec::{EncodedCodec, EXPORT_PATH};
 use crate::config::{OtelConfig, OtlpCompression, OtlpProtocol};
 use crate::tls;
 use bytes::Bytes;
@@ -11,14 +12,12 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTEN
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use std::io::Write;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -29,6 +28,44 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// deadline cuts it short anyway.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
+/// An encoded `ExportMetricsServiceRequest`: as it is, or gzip-compressed
+/// (a stored batch that goes alone over OTLP/HTTP with gzip is sent as it
+/// was stored, not inflated and compressed again).
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Encoded(Bytes),
+    Gzipped(Bytes),
+}
+
+/// The most a `Body::Gzipped` is inflated to where a transport needs it
+/// plain (never, as the sender picks the form: a guard, not a limit).
+const MAX_INFLATED: u64 = 1 << 30;
+
+impl Body {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Body::Encoded(b) | Body::Gzipped(b) => b.len(),
+        }
+    }
+
+    fn encoded(self) -> Result<Bytes, Failure> {
+        match self {
+            Body::Encoded(bytes) => Ok(bytes),
+            Body::Gzipped(gzipped) => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&gzipped[..])
+                    .take(MAX_INFLATED)
+                    .read_to_end(&mut out)
+                    .map_err(|e| {
+                        Failure::Permanent(format!("a stored batch does not inflate: {e}"))
+                    })?;
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
 
 /// The collector took the batch; `rejected` data points of it were refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,22 +189,25 @@ impl Transport {
         }
     }
 
-    /// One attempt; `timeout` is also told to the collector (`grpc-timeout`).
-    pub(crate) async fn export(
-        &self,
-        request: &ExportMetricsServiceRequest,
-        timeout: Duration,
-    ) -> Result<Accepted, Failure> {
+    /// One attempt with an encoded `ExportMetricsServiceRequest`; `timeout`
+    /// is also told to the collector (`grpc-timeout`).
+    pub(crate) async fn export(&self, body: Body, timeout: Duration) -> Result<Accepted, Failure> {
         match self {
-            Transport::Grpc(grpc) => grpc.export(request, timeout).await,
-            Transport::Http(http) => http.export(request).await,
+            Transport::Grpc(grpc) => grpc.export(body.encoded()?, timeout).await,
+            Transport::Http(http) => http.export(body).await,
         }
+    }
+
+    /// Whether a gzip-compressed body goes out as it is (OTLP/HTTP with
+    /// gzip); gRPC compresses each message itself.
+    pub(crate) fn takes_gzip(&self) -> bool {
+        matches!(self, Transport::Http(http) if http.gzip)
     }
 }
 
 #[derive(Clone)]
 pub(crate) struct Grpc {
-    client: MetricsServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
 }
 
@@ -195,7 +235,7 @@ impl Grpc {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
         }
-        let mut client = MetricsServiceClient::new(endpoint.connect_lazy());
+        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
         if config.compression == OtlpCompression::Gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -207,15 +247,19 @@ impl Grpc {
         })
     }
 
-    async fn export(
-        &self,
-        request: &ExportMetricsServiceRequest,
-        timeout: Duration,
-    ) -> Result<Accepted, Failure> {
-        let mut call = tonic::Request::new(request.clone());
+    async fn export(&self, body: Bytes, timeout: Duration) -> Result<Accepted, Failure> {
+        let mut client = self.client.clone();
+        // A lazy channel is ready at once; an error here means its worker
+        // is gone, which a later attempt may not see.
+        client.ready().await.map_err(|e| Failure::Retryable {
+            reason: format!("the gRPC channel is not ready: {}", error_chain(&e)),
+            delay: None,
+        })?;
+        let mut call = tonic::Request::new(body);
         *call.metadata_mut() = self.metadata.clone();
         call.set_timeout(timeout);
-        match self.client.clone().export(call).await {
+        let path = PathAndQuery::from_static(EXPORT_PATH);
+        match client.unary(call, path, EncodedCodec).await {
             Ok(response) => Ok(accepted(response.into_inner())),
             Err(status) => Err(classify_grpc(&status)),
         }
@@ -345,19 +389,24 @@ impl Http {
         })
     }
 
-    async fn export(&self, request: &ExportMetricsServiceRequest) -> Result<Accepted, Failure> {
-        let mut body = request.encode_to_vec();
+    async fn export(&self, body: Body) -> Result<Accepted, Failure> {
         let mut builder = hyper::Request::post(self.uri.clone())
             .header(CONTENT_TYPE, "application/x-protobuf")
             .header(hyper::header::USER_AGENT, USER_AGENT);
+        let body = match (body, self.gzip) {
+            (Body::Gzipped(gzipped), true) => gzipped,
+            (body, false) => body.encoded()?,
+            (Body::Encoded(encoded), true) => {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(encoded.len() / 4 + 64),
+                    flate2::Compression::default(),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = encoder.write_all(&encoded);
+                Bytes::from(encoder.finish().unwrap_or_default())
+            }
+        };
         if self.gzip {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4 + 64),
-                flate2::Compression::default(),
-            );
-            // Writing to a Vec cannot fail.
-            let _ = encoder.write_all(&body);
-            body = encoder.finish().unwrap_or_default();
             builder = builder.header(CONTENT_ENCODING, "gzip");
         }
         if let Some(headers) = builder.headers_mut() {
@@ -366,7 +415,7 @@ impl Http {
             }
         }
         let http_request = builder
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| Failure::Permanent(format!("cannot build the request: {e}")))?;
         let response = self
             .client

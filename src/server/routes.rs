@@ -112,11 +112,13 @@ async fn metrics(
 }
 
 fn landing(state: &AppState) -> Response<Chunks> {
+    let push = state.push.as_ref().map(|p| p.counts());
     let page = status_page::render(
         &state.cache.current(),
         &state.org,
         &state.metrics_path,
         state.cache.ttl(),
+        push.as_ref(),
     );
     let mut response = Response::new(Chunks::new([Bytes::from(page), Bytes::new()]));
     response.headers_mut().insert(

@@ -6,6 +6,7 @@
 
 use crate::cache::{Attempt, Published, Status};
 use crate::clock::{days_until, format_date, format_time, unix_now};
+use crate::metrics::live::{DropReason, PushCounts};
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -18,6 +19,7 @@ pub(crate) fn render<R>(
     org: &str,
     metrics_path: &str,
     reload: Duration,
+    push: Option<&PushCounts>,
 ) -> String {
     let status = &published.status;
     let mut page = String::with_capacity(8192);
@@ -36,6 +38,9 @@ pub(crate) fn render<R>(
         path = escape(metrics_path),
     );
     refresh_section(&mut page, status, published.last_attempt.as_ref());
+    if let Some(push) = push {
+        push_section(&mut page, push);
+    }
     match (&status.snapshot, &published.last_attempt) {
         (Some(snapshot), _) => {
             features_section(&mut page, snapshot);
@@ -117,6 +122,30 @@ fn refresh_section(page: &mut String, s: &Status, attempt: Option<&Attempt>) {
         page,
         "<tr><th>Refreshes</th><td>{} succeeded, {} failed</td></tr>\n</table>",
         s.successes, s.failures
+    );
+}
+
+/// The OTLP push: its results and what waits for the collector.
+fn push_section(page: &mut String, p: &PushCounts) {
+    let b = &p.backlog;
+    let last = p
+        .last_success
+        .map_or_else(|| "never".to_owned(), format_time);
+    let oldest = b.oldest.map_or_else(|| "—".to_owned(), format_time);
+    let dropped = DropReason::ALL
+        .iter()
+        .map(|r| format!("{} {}", b.dropped[*r as usize], r.label()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let waiting = if b.batches > 0 { " class=\"fail\"" } else { "" };
+    let _ = writeln!(
+        page,
+        "<h2>OTLP push</h2>\n<table class=\"push\">\n\
+         <tr><th>Last accepted</th><td>{last}</td></tr>\n\
+         <tr><th>Requests</th><td>{} succeeded, {} partly, {} failed</td></tr>\n\
+         <tr><th>Waiting for the collector</th><td><span{waiting}>{} batches</span>, {} bytes stored, oldest {oldest}</td></tr>\n\
+         <tr><th>Dropped undelivered</th><td>{dropped}</td></tr>\n</table>",
+        p.success, p.partial, p.failure, b.batches, b.bytes
     );
 }
 
@@ -382,6 +411,7 @@ mod tests {
             &hostile("org"),
             "/metrics\"><script>",
             Duration::from_secs(60),
+            None,
         );
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("alert(\""), "{page}");
@@ -409,6 +439,17 @@ mod tests {
             "lic-demo",
             "/metrics",
             ttl,
+            None,
+        )
+    }
+
+    fn page_with_push(push: Option<&PushCounts>, metrics_path: &str) -> String {
+        render(
+            &Published::of(Status::default(), (), None),
+            "o",
+            metrics_path,
+            Duration::from_secs(60),
+            push,
         )
     }
 
@@ -502,6 +543,30 @@ mod tests {
             3,
             "{page}"
         );
+    }
+
+    #[test]
+    fn the_push_section_shows_what_waits_and_what_was_dropped() {
+        let mut push = PushCounts {
+            success: 3,
+            failure: 2,
+            ..PushCounts::default()
+        };
+        push.backlog.batches = 4;
+        push.backlog.bytes = 1234;
+        push.backlog.oldest = Some(days_from_civil(2026, 1, 2).unwrap() as f64 * 86_400.0);
+        push.backlog.dropped = [1, 0, 2, 0];
+        let page = page_with_push(Some(&push), "/metrics");
+        assert!(
+            page.contains("<tr><th>Last accepted</th><td>never</td></tr>"),
+            "{page}"
+        );
+        assert!(page.contains("3 succeeded, 0 partly, 2 failed"));
+        assert!(page.contains(
+            "<span class=\"fail\">4 batches</span>, 1234 bytes stored, oldest 2026-01-02"
+        ));
+        assert!(page.contains("1 age, 0 size, 2 rejected, 0 corrupt"));
+        assert!(!page_with_push(None, "/m").contains("OTLP push"));
     }
 
     #[test]

@@ -119,6 +119,10 @@ fn every_flag() -> Vec<(&'static str, &'static str, &'static str, Show)> {
         ("OTEL_SERVICE_INSTANCE_ID", "i-1", "i-1", |c| c.otel.service_instance_id.clone()),
         ("OTEL_INSECURE", "false", "false https://127.0.0.1:4317", |c| format!("{} {}", c.otel.insecure, c.otel.endpoint)),
         ("OTEL_PUSH_INTERVAL", "30s", "30s", |c| format!("{:?}", c.otel.push_interval)),
+        ("OTEL_BACKLOG_MAX_AGE", "2h", "7200s", |c| format!("{:?}", c.otel.backlog.max_age)),
+        ("OTEL_BACKLOG_MAX_BYTES", "1GB", "1000000000", |c| c.otel.backlog.max_bytes.to_string()),
+        ("OTEL_BACKLOG_REQUEST_MAX_BYTES", "1MiB", "1048576", |c| c.otel.backlog.request_max_bytes.to_string()),
+        ("OTEL_SPOOL_DIR", "/var/spool/x", "Some(\"/var/spool/x\")", |c| format!("{:?}", c.otel.backlog.spool_dir)),
     ]
 }
 
@@ -205,6 +209,12 @@ fn defaults_apply_when_only_required_values_are_set() {
     assert_eq!(o.service_name, "nvidia-license-server-exporter");
     assert_eq!(o.service_instance_id, "unknown");
     assert_eq!(o.push_interval, Duration::from_secs(60));
+    assert_eq!(o.backlog.max_age, Duration::from_secs(86_400));
+    assert_eq!(
+        (o.backlog.max_bytes, o.backlog.request_max_bytes),
+        (64 << 20, 4 << 20)
+    );
+    assert_eq!(o.backlog.spool_dir, None);
 }
 
 #[test]

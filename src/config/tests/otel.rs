@@ -180,3 +180,33 @@ fn otlp_milliseconds_must_be_positive_integers() {
     rejects("OTEL_EXPORTER_OTLP_TIMEOUT", "0", reason);
     rejects("OTEL_METRIC_EXPORT_INTERVAL", "1s", reason);
 }
+
+#[test]
+fn backlog_caps_take_sizes_and_durations_and_refuse_zero() {
+    let c = run(
+        &[
+            "-otel-backlog-max-bytes",
+            "512 KiB",
+            "--otel-backlog-max-age=90m",
+        ],
+        &[("OTEL_BACKLOG_MAX_BYTES", "1GiB")],
+    )
+    .otel
+    .backlog;
+    assert_eq!(
+        (c.max_bytes, c.max_age),
+        (512 << 10, Duration::from_secs(5400))
+    );
+    rejects("OTEL_BACKLOG_MAX_BYTES", "0B", "must be positive");
+    rejects(
+        "OTEL_BACKLOG_MAX_BYTES",
+        "64",
+        "expected a size such as 64MiB, 512KiB or 1GB (units B, KiB, MiB, GiB, KB, MB, GB)",
+    );
+    rejects("OTEL_BACKLOG_REQUEST_MAX_BYTES", "0MiB", "must be positive");
+    rejects("OTEL_BACKLOG_MAX_AGE", "0s", "must be positive");
+    assert_eq!(
+        error(&["-otel-backlog-max-age", "1d"], &[]),
+        "-otel-backlog-max-age=\"1d\" is not valid: unknown unit \"d\"; units are ns, us, ms, s, m, h"
+    );
+}
