@@ -13,14 +13,17 @@ Builds the release binaries (glibc) and the static musl binary, then runs:
 - refresh (benches/refresh.py): one refresh of a small and of a large org
   against the critical-path bound, with CPU time and peak RSS;
 - encoder (scripts/bench-encoder, when present): its `RESULT encoder` line;
+- memory (benches/memory.py), for the glibc and the static musl build: RSS
+  after the first refresh of the large org and the peak (VmHWM), RSS after
+  50 more refreshes against the first, and RSS after a small org's refresh;
 - backlog (benches/backlog.py): the OTLP batch of a large org as stored,
   and the drain of a 24-hour backlog (1,440 batches) into a loopback
   receiver, with the slowest /metrics scrape meanwhile.
 
 Writes a Markdown table (figure | ours | alternative | ratio | target | met?)
 with the date, the machine (cores, CPU model, kernel, rustc) and the command.
-Loopback only; every step is bounded. About 6 to 8 minutes on 2 cores with
-the binaries built, 9 to 10 from a clean clone.
+Loopback only; every step is bounded. About 10 to 12 minutes on 2 cores with
+the binaries built, 13 to 14 from a clean clone.
 
 Usage: benches/all.py [--quick] [--output PATH] [--no-build]
   --quick   one short round of everything (to check the script, not for figures)
@@ -43,6 +46,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 
 import backlog  # noqa: E402
 import coldstart  # noqa: E402
+import memory  # noqa: E402
 import refresh  # noqa: E402
 import serving  # noqa: E402
 
@@ -163,6 +167,38 @@ def image_row(table):
     table.add("scratch image (Dockerfile.scratch), as podman sizes it", f"{size / MIB:.2f} MiB")
 
 
+# Growth over the repeated refreshes that still counts as none: the reading
+# 1 s after a scrape moves by a few hundred KiB between refreshes (what the
+# allocator keeps of the last one), without a trend.
+GROWTH_NOISE_MIB = 1.0
+
+
+def memory_rows(table, notes, quick):
+    refreshes = 5 if quick else 50
+    for label, binary in (("glibc", memory.EXPORTER), ("static musl", MUSL_BIN)):
+        r = memory.run(binary, refreshes)
+        table.add(f"memory, large org ({label}): RSS after the first refresh", f"{r['large_rss_mib']:.1f} MiB",
+                  target="≤ 20 MiB", met=r["large_rss_mib"] <= 20)
+        table.add(f"memory, large org ({label}): peak RSS (VmHWM) of start and first refresh",
+                  f"{r['large_hwm_mib']:.1f} MiB", target="≤ 28 MiB", met=r["large_hwm_mib"] <= 28)
+        growth = r["repeated_last_rss_mib"] - r["repeated_first_rss_mib"]
+        table.add(f"memory, large org ({label}): RSS after {r['refreshes']} refreshes, against after the first",
+                  f"{r['repeated_last_rss_mib']:.1f} MiB", f"{r['repeated_first_rss_mib']:.1f} MiB (first)",
+                  r["repeated_last_rss_mib"] / r["repeated_first_rss_mib"], "no growth (≤ +1 MiB)",
+                  growth <= GROWTH_NOISE_MIB)
+        footprint = r["large_rss_mib"] + r["large_memfd_mib"]
+        table.add(f"memory, large org ({label}): RSS + the memfds the plain bodies live in (not in RSS)",
+                  f"{footprint:.1f} MiB", f"{r['large_memfd_mib']:.1f} MiB in memfds", target="≤ 20 MiB",
+                  met=footprint <= 20)
+        table.add(f"memory, small org ({label}): RSS after the first refresh", f"{r['small_rss_mib']:.1f} MiB",
+                  target="≤ 8 MiB", met=r["small_rss_mib"] <= 8)
+    notes.append(
+        f"Memory (benches/memory.py): the large org is {memory.LARGE.replace(',', ' / ')} groups/servers/leases "
+        "(benches/refresh.py's), paged by 4, 20 ms latency; the repeated refreshes use CACHE_TTL 1s and 2 ms latency, "
+        "one scrape after each TTL; VmRSS is read 1 s after a scrape; the small org is the fixture. The glibc build "
+        "runs with its allocator settings (docs/memory.md); the profile behind the figures: benches/README.md.")
+
+
 def refresh_rows(table, notes, quick):
     orgs = (("small", "10,100,1000"), ("large", "100,1000,50000"))
     for name, org in orgs:
@@ -271,6 +307,9 @@ def main():
     t = step("refresh")
     refresh_rows(table, notes, args.quick)
     timings["refresh"] = time.monotonic() - t
+    t = step("memory")
+    memory_rows(table, notes, args.quick)
+    timings["memory"] = time.monotonic() - t
     t = step("encoder")
     encoder_rows(table, notes, args.quick)
     timings["encoder"] = time.monotonic() - t

@@ -26,8 +26,13 @@
 //!   arguments. A `GLIBC_TUNABLES` that already names `tcache_count` is
 //!   the operator's choice and is left alone.
 //!
-//! The two libc calls are the crate's only unsafe code: into the C library
-//! the glibc build links anyway, with plain integers, no memory handed over.
+//! And for both builds, `sealed_copy`: a large plain body is held once, in
+//! a sealed memfd that plain-TCP scrapes send with sendfile(2), and read
+//! through a read-only mapping of it everywhere else (TLS, the fallback):
+//! before, the body was in the heap as well, twice the memory (the memfd's
+//! pages are memory too, though in no RSS figure until read).
+//!
+//! The libc calls and the mapping are the crate's only unsafe code.
 
 /// The tunable that turns glibc's per-thread caches off.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -84,5 +89,129 @@ pub(crate) fn release_free_memory() {
     // pages no allocation uses, and reads or writes no memory of ours.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// A file holding `bytes`, sealed so that nothing can change or resize it,
+/// and those bytes read back through a mapping of it: the one copy both
+/// the sendfile path and every other reader use. None where memfds, seals
+/// or the mapping are not allowed (then the caller keeps its bytes).
+pub(crate) fn sealed_copy(bytes: &[u8]) -> Option<(std::sync::Arc<std::fs::File>, bytes::Bytes)> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    use std::io::Write;
+    let refused = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::debug!("body kept in memory, no sealed memfd: {what}: {e}");
+    };
+    if bytes.is_empty() {
+        return None;
+    }
+    let fd = rustix::fs::memfd_create(
+        "exposition",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| refused("memfd_create", &e))
+    .ok()?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)
+        .map_err(|e| refused("write", &e))
+        .ok()?;
+    let seals = SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+    rustix::fs::fcntl_add_seals(&file, seals)
+        .map_err(|e| refused("seal", &e))
+        .ok()?;
+    let mapping = Mapping::of(&file, bytes.len())
+        .map_err(|e| refused("mmap", &e))
+        .ok()?;
+    Some((std::sync::Arc::new(file), bytes::Bytes::from_owner(mapping)))
+}
+
+/// A read-only shared mapping of a sealed file, unmapped when dropped.
+struct Mapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and its file sealed against writes,
+// shrinking and growing (and against new seals): its bytes never change
+// and never go away while it is mapped, so any thread may read them.
+#[allow(unsafe_code)]
+unsafe impl Send for Mapping {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file`, which must be sealed.
+    fn of(file: &std::fs::File, len: usize) -> rustix::io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        #[allow(unsafe_code)]
+        // SAFETY: a new mapping at an address the kernel picks, over no
+        // memory of ours; the file is sealed, so the pages cannot change
+        // under the `&[u8]` handed out, nor be cut off (no SIGBUS).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                file,
+                0,
+            )?
+        };
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>()).ok_or(rustix::io::Errno::NOMEM)?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        #[allow(unsafe_code)]
+        // SAFETY: `len` readable bytes at `ptr` for the mapping's life
+        // (see `of`), never written.
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr(), self.len)
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        #[allow(unsafe_code)]
+        // SAFETY: the mapping `of` made; the `Bytes` that owned it is gone,
+        // so no slice of it is left.
+        unsafe {
+            let _ = rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek, Write};
+
+    #[test]
+    fn a_sealed_copy_reads_back_as_written_and_cannot_be_changed() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (file, bytes) = sealed_copy(&body).expect("memfds work here");
+        assert_eq!(&bytes[..], &body[..]);
+        assert_eq!(&bytes.slice(1000..1010)[..], &body[1000..1010]);
+        let mut read = Vec::new();
+        let mut f = &*file;
+        f.rewind().unwrap();
+        f.read_to_end(&mut read).unwrap();
+        assert_eq!(read, body);
+        assert!((&*file).write_all(b"x").is_err(), "sealed against writes");
+        assert!(file.set_len(10).is_err(), "sealed against shrinking");
+        // The mapping outlives the file handle and every other clone.
+        drop(file);
+        let copy = bytes.clone();
+        drop(bytes);
+        assert_eq!(copy.len(), body.len());
+        assert_eq!(copy[199_999], body[199_999]);
+    }
+
+    #[test]
+    fn nothing_is_made_of_nothing() {
+        assert!(sealed_copy(b"").is_none());
     }
 }

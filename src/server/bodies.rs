@@ -1,9 +1,10 @@
 //! What the listener serves of one published refresh: the refresh part in
-//! both formats, and a file copy (a memfd) of each large plain part, which
+//! both formats, each large plain part moved into a sealed memfd, which
 //! plain-TCP connections send with sendfile(2) instead of copying it into
-//! the socket for every scrape.
+//! the socket for every scrape, and every other reader reads through a
+//! mapping of it: one copy (see `memory::sealed_copy`).
 
-use super::sendfile::{memfd_with, FileBacked};
+use super::sendfile::FileBacked;
 use crate::metrics::exposition::{Part, Rendered};
 use crate::metrics::text::Format;
 use std::fs::File;
@@ -28,14 +29,21 @@ fn index(format: Format) -> usize {
 }
 
 impl Bodies {
-    pub(crate) fn new(rendered: Rendered) -> Bodies {
-        let copy = |part: &Part| {
-            (part.plain.len() >= SENDFILE_MIN_BYTES)
-                .then(|| memfd_with(&part.plain))
-                .flatten()
+    pub(crate) fn new(mut rendered: Rendered) -> Bodies {
+        // The heap copy of a part that moved into its file is freed here.
+        let move_to_file = |part: &mut Part| {
+            if part.plain.len() < SENDFILE_MIN_BYTES {
+                return None;
+            }
+            let (file, mapped) = crate::memory::sealed_copy(&part.plain)?;
+            part.plain = mapped;
+            Some(file)
         };
         Bodies {
-            files: [copy(&rendered.text), copy(&rendered.openmetrics)],
+            files: [
+                move_to_file(&mut rendered.text),
+                move_to_file(&mut rendered.openmetrics),
+            ],
             rendered,
         }
     }

@@ -1,7 +1,7 @@
 //! Zero-copy sending of the large, shared part of plain-text bodies.
 //!
-//! The refresh part of a large plain body is also kept in a memfd (see
-//! `bodies`). A plain-TCP connection is wrapped in
+//! The refresh part of a large plain body is kept in a sealed memfd and
+//! read through a mapping of it (see `bodies`). A plain-TCP connection is wrapped in
 //! `SendfileStream`; the handler tells it, through the connection's
 //! `Slot`, which shared bytes have a file copy. When hyper hands it a write
 //! whose slice lies inside those bytes, that slice goes out with
@@ -26,23 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
-
-/// A memfd holding `bytes`; None where memfds are not allowed (then the
-/// part is sent from memory, as small parts always are).
-pub(crate) fn memfd_with(bytes: &[u8]) -> Option<Arc<File>> {
-    use std::io::Write;
-    let fd = rustix::fs::memfd_create("exposition", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| tracing::debug!("no memfd for sendfile: {e}"))
-        .ok()?;
-    let mut file = File::from(fd);
-    match file.write_all(bytes) {
-        Ok(()) => Some(Arc::new(file)),
-        Err(e) => {
-            tracing::debug!("no memfd for sendfile: {e}");
-            None
-        }
-    }
-}
 
 /// Shared bytes and a file holding the same bytes from offset 0.
 #[derive(Debug, Clone)]
@@ -199,17 +182,16 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn memfd(bytes: &[u8]) -> Arc<File> {
-        memfd_with(bytes).expect("memfds work here")
+    /// Bytes as `bodies` holds them: a mapping of their sealed file.
+    fn backed(bytes: &[u8]) -> FileBacked {
+        let (file, bytes) = crate::memory::sealed_copy(bytes).expect("memfds work here");
+        FileBacked { bytes, file }
     }
 
     #[test]
     fn only_slices_inside_the_bytes_have_an_offset() {
-        let bytes = Bytes::from(vec![7u8; 100]);
-        let backed = FileBacked {
-            bytes: bytes.clone(),
-            file: memfd(&bytes),
-        };
+        let backed = backed(&[7u8; 100]);
+        let bytes = backed.bytes.clone();
         assert_eq!(backed.offset_of(&bytes[..]), Some(0));
         assert_eq!(backed.offset_of(&bytes[40..60]), Some(40));
         assert_eq!(backed.offset_of(&bytes[99..]), Some(99));
@@ -222,15 +204,13 @@ mod tests {
     /// a socket that fills up (the body is larger than its buffers).
     #[tokio::test]
     async fn head_body_and_tail_arrive_in_order() {
-        let body = Bytes::from(
-            (0..3_000_000u32)
+        let backed = backed(
+            &(0..3_000_000u32)
                 .map(|i| (i % 251) as u8)
                 .collect::<Vec<_>>(),
         );
-        let slot: Slot = Arc::new(Mutex::new(Some(FileBacked {
-            bytes: body.clone(),
-            file: memfd(&body),
-        })));
+        let body = backed.bytes.clone();
+        let slot: Slot = Arc::new(Mutex::new(Some(backed)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let reader = tokio::spawn(async move {
