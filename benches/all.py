@@ -6,6 +6,8 @@ Builds the release binaries (glibc) and the static musl binary, then runs:
 - serving (benches/serving.py): wrk against /metrics of a fresh cache of a
   medium org (~2,000 series), plain and gzip, against nginx serving the same
   bytes as static files and a bare hyper server, in turns, several rounds;
+  then the same, plain only, for the fixture org (a small org, the common
+  case) with wrk -t2 -c32;
 - footprint (benches/coldstart.py's cold starts): the static musl binary's
   size and its scratch image's (with podman), RSS after start and after the
   first refresh of the fixture org (a small org), time from exec to the
@@ -119,6 +121,25 @@ def serving_rows(table, notes, quick):
             table.add(f"serving {kind}: requests/s of {label}", f"{r[k + '_rps']:,.0f}",
                       f"{r[n + '_rps']:,.0f} (nginx)", r[f"{k}_rps_ratio"], "reported")
     return r
+
+
+def small_serving_rows(table, notes, quick):
+    """The common case: a small org (the test fixture), plain, cached."""
+    args = serving.parser().parse_args(
+        ["--fixture", os.path.join(serving.ROOT, "proto-tests/fixtures/org.json"), "--plain-only", "--threads", "2",
+         "--connections", "32", "--rounds", "1" if quick else "3", "--duration", "2" if quick else "5"])
+    r = serving.run(args)
+    notes.append(
+        f"Small-org serving: the test fixture ({r['series']} series, {r['plain_bytes']:,} bytes plain), plain "
+        f"only; `wrk -t{r['threads']} -c{r['connections']} -d{r['duration_s']}s`; median of {r['rounds']} rounds "
+        "of the rounds' ratios to nginx serving the same bytes; the bare hyper server is the reference.")
+    k, n = "exporter_plain", "nginx_plain"
+    ratio = r[f"{k}_rps_ratio"]
+    table.add("serving plain, small org: requests/s", f"{r[k + '_rps']:,.0f}", f"{r[n + '_rps']:,.0f} (nginx)",
+              ratio, "≥ 1.0× nginx", ratio >= 1.0)
+    k = "bare-hyper_plain"
+    table.add("serving plain, small org: requests/s of a bare hyper server (reference)", f"{r[k + '_rps']:,.0f}",
+              f"{r[n + '_rps']:,.0f} (nginx)", r[f"{k}_rps_ratio"], "reported")
 
 
 def footprint_rows(table, notes, serving_result, quick):
@@ -300,6 +321,7 @@ def main():
         timings["build"] = time.monotonic() - t
     t = step("serving")
     serving_result = serving_rows(table, notes, args.quick)
+    small_serving_rows(table, notes, args.quick)
     timings["serving"] = time.monotonic() - t
     t = step("footprint")
     footprint_rows(table, notes, serving_result, args.quick)

@@ -23,7 +23,7 @@ the figures are medians over rounds:
 
 Loopback only; every run is bounded in time (wrk -d) and every wait has a
 timeout. Usage: benches/serving.py [--rounds N] [--duration S]
-[--connections C] [--threads T] [--org G,S,L] [--exporter PATH]
+[--connections C] [--threads T] [--org G,S,L | --fixture PATH] [--plain-only] [--exporter PATH]
 [--musl PATH] [--no-build] [--json]
 
 A bare hyper server (benches/tools/bare_hyper.rs) serving the same bytes
@@ -218,7 +218,8 @@ def run(args):
     """Returns a dict of the figures (medians over rounds)."""
     fake_port = free_port()
     ports = {server: free_port() for server in SERVERS}
-    fake = subprocess.Popen([FAKE, "--listen", f"127.0.0.1:{fake_port}", "--generate", args.org, "--org", ORG,
+    source = ["--fixture", args.fixture] if args.fixture else ["--generate", args.org]
+    fake = subprocess.Popen([FAKE, "--listen", f"127.0.0.1:{fake_port}", *source, "--org", ORG,
                              "--api-key", KEY, "--page-base", "0"], stdout=subprocess.PIPE, text=True)
     procs = {}
     tmp = tempfile.mkdtemp(prefix="serving-bench-")
@@ -266,13 +267,15 @@ def run(args):
         pids["nginx"] += children(procs["nginx"].pid)
         assert len(pids["nginx"]) == WORKERS + 1, pids["nginx"]
 
-        runs = {(server, kind): [] for server in servers for kind in ("plain", "gzip")}
+        kinds = ("plain",) if args.plain_only else ("plain", "gzip")
+        runs = {(server, kind): [] for server in servers for kind in kinds}
         for _ in range(args.rounds):
-            for kind in ("plain", "gzip"):
+            for kind in kinds:
                 for server in servers:
                     runs[(server, kind)].append(measured(ports[server], pids[server], args, kind == "gzip"))
         out = {
-            "org": args.org, "series": series, "plain_bytes": len(plain_body), "gzip_bytes": len(gzip_body),
+            "org": args.fixture or args.org, "series": series, "plain_bytes": len(plain_body),
+            "gzip_bytes": len(gzip_body),
             "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
             "threads": args.threads, "workers": WORKERS,
             "exporter_rss_refreshed_mib": rss_refreshed,
@@ -313,6 +316,8 @@ def parser():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--org", default="14,140,1400", help="GROUPS,SERVERS,LEASES of the generated org")
+    p.add_argument("--fixture", metavar="PATH", help="serve this org file (proto-tests/fixtures/org.json) instead")
+    p.add_argument("--plain-only", action="store_true", help="measure plain responses only, not gzip")
     p.add_argument("--exporter", default=EXPORTER, help="the exporter binary (default: the release build)")
     p.add_argument("--musl", metavar="PATH", help="also measure this exporter binary (the static musl build)")
     p.add_argument("--no-build", action="store_true")
@@ -344,6 +349,8 @@ def main():
     for kind in ("plain", "gzip"):
         for server in r["servers"]:
             k = f"{server}_{kind}"
+            if f"{k}_rps" not in r:
+                continue
             ratio = r[f"{k}_rps_ratio"]
             print(f"| {kind} | {server} | {r[k + '_rps']:.0f} | {ratio:.2f} | {r[k + '_p99_ms']:.2f} ms | "
                   f"{r[k + '_cpu_us']:.1f} µs | {r[k + '_client_cpu_us']:.1f} µs |")

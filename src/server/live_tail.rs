@@ -37,6 +37,10 @@ pub(crate) struct Tails {
     /// Indexed by `slot`.
     texts: [OnceLock<Bytes>; 2],
     gzip_ends: [OnceLock<Bytes>; 2],
+    /// Small plain bodies whole: the refresh part and the live text in one
+    /// buffer, so that a scrape is one ready frame, as a static server
+    /// sends it (see `Tails::joined`).
+    joined: [OnceLock<Bytes>; 2],
 }
 
 impl Default for LiveTails {
@@ -49,6 +53,7 @@ impl Default for LiveTails {
                 families: Vec::new(),
                 texts: Default::default(),
                 gzip_ends: Default::default(),
+                joined: Default::default(),
             })),
         }
     }
@@ -82,6 +87,7 @@ impl LiveTails {
             families,
             texts: Default::default(),
             gzip_ends: Default::default(),
+            joined: Default::default(),
         });
         match self.current.write() {
             Ok(mut guard) => *guard = fresh.clone(),
@@ -91,15 +97,23 @@ impl LiveTails {
     }
 }
 
+fn slot(format: Format) -> usize {
+    match format {
+        Format::Text004 => 0,
+        Format::OpenMetrics => 1,
+    }
+}
+
 impl Tails {
+    fn text(&self, format: Format, org: &str) -> &Bytes {
+        self.texts[slot(format)].get_or_init(|| live_text(&self.families, org, format))
+    }
+
     /// The second chunk of a body of `format` after `part` (which belongs
     /// to the `published` these tails were made for).
     pub(crate) fn chunk(&self, part: &Part, format: Format, gzip: bool, org: &str) -> Bytes {
-        let slot = match format {
-            Format::Text004 => 0,
-            Format::OpenMetrics => 1,
-        };
-        let text = self.texts[slot].get_or_init(|| live_text(&self.families, org, format));
+        let slot = slot(format);
+        let text = self.text(format, org);
         if gzip {
             self.gzip_ends[slot]
                 .get_or_init(|| part.tail(text, true))
@@ -107,6 +121,23 @@ impl Tails {
         } else {
             text.clone()
         }
+    }
+
+    /// The whole plain body of `format`: `part`'s plain text and the live
+    /// text, copied into one buffer once per reading. For small parts only
+    /// (those without a file copy): a scrape is then one frame, which hyper
+    /// writes with the response head in one call, instead of two chunks
+    /// that cost a third buffer in every write and a second body poll.
+    pub(crate) fn joined(&self, part: &Part, format: Format, org: &str) -> Bytes {
+        self.joined[slot(format)]
+            .get_or_init(|| {
+                let text = self.text(format, org);
+                let mut body = Vec::with_capacity(part.plain.len() + text.len());
+                body.extend_from_slice(&part.plain);
+                body.extend_from_slice(text);
+                Bytes::from(body)
+            })
+            .clone()
     }
 }
 
@@ -159,6 +190,7 @@ mod tests {
             families: Vec::new(),
             texts: Default::default(),
             gzip_ends: Default::default(),
+            joined: Default::default(),
         });
         let d = live.current(&second, Some(pushed));
         assert!(
@@ -178,6 +210,7 @@ mod tests {
             let part = published.rendered.part(format);
             let plain = [part.head(false), tails.chunk(part, format, false, "o")].concat();
             let zipped = [part.head(true), tails.chunk(part, format, true, "o")].concat();
+            assert_eq!(tails.joined(part, format, "o"), plain);
             let mut unzipped = Vec::new();
             flate2::read::GzDecoder::new(&zipped[..])
                 .read_to_end(&mut unzipped)

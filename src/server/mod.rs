@@ -6,7 +6,7 @@
 //!   `body`: two-chunk bodies; `bodies`: what a refresh serves, with the
 //!   memfd copies; `live_tail`: the shared per-scrape tail;
 //! - `sendfile`: zero-copy plain bodies; `stall_guard`: the write-stall
-//!   timeout; `web_config`: listener TLS and basic auth; `listen`: the
+//!   and header-read deadlines; `web_config`: listener TLS and basic auth; `listen`: the
 //!   listen address; `status_page`: the page at `/`; `healthcheck`: the
 //!   subcommand that asks a running exporter.
 
@@ -27,11 +27,11 @@ pub(crate) use bodies::Bodies;
 use crate::cache::Cache;
 use crate::metrics::live::PushStats;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use live_tail::LiveTails;
 use sendfile::{SendfileStream, Slot};
-use stall_guard::StallGuard;
+use stall_guard::{Answering, StallGuard};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -98,9 +98,9 @@ pub(crate) async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // No hyper header_read_timeout: StallGuard keeps that deadline, with
+    // one timer per connection instead of one per request.
+    let http = hyper::server::conn::http1::Builder::new();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -130,10 +130,13 @@ pub(crate) async fn serve(
             // Plain TCP sends large shared parts with sendfile; TLS must
             // encrypt them from memory.
             let slot: Option<Slot> = state.tls.is_none().then(Slot::default);
+            let answering = Answering::default();
             let service = {
                 let state = state.clone();
                 let slot = slot.clone();
+                let answering = answering.clone();
                 service_fn(move |req| {
+                    answering.store(true, std::sync::atomic::Ordering::Relaxed);
                     let state = state.clone();
                     let slot = slot.clone();
                     async move { Ok::<_, Infallible>(routes::handle(req, &state, slot.as_ref()).await) }
@@ -141,14 +144,11 @@ pub(crate) async fn serve(
             };
             match (&state.tls, slot) {
                 (None, Some(slot)) => {
-                    let io = TokioIo::new(StallGuard::new(
-                        SendfileStream::new(stream, slot),
-                        WRITE_STALL_TIMEOUT,
-                    ));
+                    let io = TokioIo::new(guarded(SendfileStream::new(stream, slot), &answering));
                     let _ = watcher.watch(http.serve_connection(io, service)).await;
                 }
                 (None, None) => {
-                    let io = TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT));
+                    let io = TokioIo::new(guarded(stream, &answering));
                     let _ = watcher.watch(http.serve_connection(io, service)).await;
                 }
                 // The handshake gets the header read timeout too: a client
@@ -156,7 +156,7 @@ pub(crate) async fn serve(
                 (Some(acceptor), _) => {
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let io = TokioIo::new(StallGuard::new(tls, WRITE_STALL_TIMEOUT));
+                            let io = TokioIo::new(guarded(tls, &answering));
                             let _ = watcher.watch(http.serve_connection(io, service)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
@@ -174,6 +174,15 @@ pub(crate) async fn serve(
     {
         tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+fn guarded<T>(io: T, answering: &Answering) -> StallGuard<T> {
+    StallGuard::new(
+        io,
+        WRITE_STALL_TIMEOUT,
+        HEADER_READ_TIMEOUT,
+        answering.clone(),
+    )
 }
 
 #[cfg(test)]

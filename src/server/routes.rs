@@ -83,22 +83,24 @@ async fn metrics(
     let published = state.cache.get().await;
     let push = state.push.as_ref().map(|p| p.counts());
     let part: &Part = published.rendered.part(format);
-    let tail = state
-        .live
-        .current(&published, push)
-        .chunk(part, format, gzip, &state.org);
+    let tails = state.live.current(&published, push);
+    let backed = if gzip {
+        None
+    } else {
+        published.rendered.file_backed(format)
+    };
+    let chunks = if gzip || backed.is_some() {
+        [part.head(gzip), tails.chunk(part, format, gzip, &state.org)]
+    } else {
+        [tails.joined(part, format, &state.org), Bytes::new()]
+    };
     if let Some(slot) = slot {
-        let backed = if gzip {
-            None
-        } else {
-            published.rendered.file_backed(format)
-        };
         match slot.lock() {
             Ok(mut guard) => *guard = backed,
             Err(poisoned) => *poisoned.into_inner() = backed,
         }
     }
-    let mut response = Response::new(Chunks::new([part.head(gzip), tail]));
+    let mut response = Response::new(Chunks::new(chunks));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
