@@ -419,7 +419,11 @@ fn check(config: Config, output: CheckOutput) -> ExitCode {
 /// The listener's bodies for a new status: the refresh part rendered once.
 fn renderer(org: String, stats: Arc<ApiStats>) -> RenderFn<Bodies> {
     Arc::new(move |status: &Status| {
-        Bodies::new(Rendered::new(&refresh_families(status, &stats), &org))
+        // The families are freed (a statement's temporaries end with it)
+        // before the large plain parts move into their memfds, where a part
+        // is briefly in both the heap and its memfd.
+        let rendered = Rendered::new(&refresh_families(status, &stats), &org);
+        Bodies::new(rendered)
     })
 }
 
