@@ -1,5 +1,5 @@
 //! Fake NVIDIA Cloud License Service (CLS) over plain HTTP on loopback: owns the
-//! imitation of the CLS REST API (see docs in `cls-api.md`), its pagination
+//! imitation of the CLS REST API (as docs/cls.md describes it), its pagination
 //! variants, fault injection (canned answers as path overrides), a hold gate,
 //! and a synthetic org generator for benchmarks. It answers through the
 //! canned-answer server of `canned.rs`, which keeps the request log. Used by

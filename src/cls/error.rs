@@ -108,7 +108,7 @@ impl ClsError {
     /// will not change either.
     ///
     /// 500 is retried although the issue that set this policy listed only
-    /// 429 and 502-504: cls-api.md calls 5xx retryable, an internal error of
+    /// 429 and 502-504 (docs/cls.md): an internal error of
     /// a cloud API is most often transient, the call is an idempotent GET,
     /// and the cost is bounded (four attempts, backoff, SCRAPE_TIMEOUT, once
     /// per CACHE_TTL).

@@ -1,7 +1,7 @@
 //! Serde types for CLS API answers, tolerant of missing fields, unknown fields,
 //! numbers sent as strings, nulls and wrongly typed values.
 //!
-//! The API's schema is only partly documented (see cls-api.md), so every field
+//! The API's schema is only partly documented (docs/cls.md), so every field
 //! defaults to its zero value instead of failing the whole answer: a strange
 //! field must not cost the operator every other series. The one exception is
 //! the list an answer exists to carry (`virtualGroups`, `licenseServers`, …):

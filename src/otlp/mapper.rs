@@ -1,5 +1,5 @@
-//! Metric families → one OTLP `ExportMetricsServiceRequest` (metrics.md,
-//! "OTLP mapping"). Pure: no I/O, no clock; the caller passes the times.
+//! Metric families → one OTLP `ExportMetricsServiceRequest` (docs/otlp.md,
+//! "The mapping"). Pure: no I/O, no clock; the caller passes the times.
 //!
 //! Names are the table's names: a counter is declared without `_total`, which
 //! is also what the OpenTelemetry Collector's Prometheus receiver makes of a
