@@ -125,7 +125,7 @@ impl Tails {
 
     /// The whole plain body of `format`: `part`'s plain text and the live
     /// text, copied into one buffer once per reading. For small parts only
-    /// (those without a file copy): a scrape is then one frame, which hyper
+    /// (under `bodies::SENDFILE_MIN_BYTES`): a scrape is then one frame, which hyper
     /// writes with the response head in one call, instead of two chunks
     /// that cost a third buffer in every write and a second body poll.
     pub(crate) fn joined(&self, part: &Part, format: Format, org: &str) -> Bytes {

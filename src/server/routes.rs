@@ -1,6 +1,7 @@
 //! The routes: `METRICS_PATH`, `/healthz` and the status page at `/`, with
 //! basic auth where configured. Never calls CLS itself: it asks the cache.
 
+use super::bodies::SENDFILE_MIN_BYTES;
 use super::body::Chunks;
 use super::sendfile::Slot;
 use super::web_config::BasicAuth;
@@ -84,17 +85,19 @@ async fn metrics(
     let push = state.push.as_ref().map(|p| p.counts());
     let part: &Part = published.rendered.part(format);
     let tails = state.live.current(&published, push);
-    let backed = if gzip {
-        None
-    } else {
-        published.rendered.file_backed(format)
-    };
-    let chunks = if gzip || backed.is_some() {
-        [part.head(gzip), tails.chunk(part, format, gzip, &state.org)]
-    } else {
+    // Only small parts are joined: a large one has a file copy, or, where
+    // memfds are refused, must not be copied again once a second.
+    let chunks = if !gzip && part.plain.len() < SENDFILE_MIN_BYTES {
         [tails.joined(part, format, &state.org), Bytes::new()]
+    } else {
+        [part.head(gzip), tails.chunk(part, format, gzip, &state.org)]
     };
     if let Some(slot) = slot {
+        let backed = if gzip {
+            None
+        } else {
+            published.rendered.file_backed(format)
+        };
         match slot.lock() {
             Ok(mut guard) => *guard = backed,
             Err(poisoned) => *poisoned.into_inner() = backed,
