@@ -650,6 +650,15 @@ async fn the_demo_with_prometheus_shows_the_recording_rules_and_the_expiry_alert
     }
     let mut demo = Demo::start(&["--prometheus"]);
     let deadline = Instant::now() + Duration::from_secs(90);
+    // Prometheus answers its API with 503 until its storage and rules are
+    // loaded, which takes longer on a loaded machine.
+    while http(demo.prometheus, "GET", "/-/ready", &[]).await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus not ready within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let alert = loop {
         let alerts = prometheus_get(demo.prometheus, "/api/v1/alerts").await;
         let expiring = alerts["data"]["alerts"].as_array().and_then(|all| {
